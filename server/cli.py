@@ -1,0 +1,107 @@
+"""`thumbserver serve | check-config` (also `python -m server ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from server.config import ConfigError, Settings, load_settings
+
+DEFAULT_CONFIG = Path("config.yaml")
+# How the parent hands the already-validated settings to worker processes (workers > 1).
+_SETTINGS_ENV = "_THUMBSERVER_EFFECTIVE_SETTINGS"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thumbserver", description="Originals from disk and thumbnails on demand.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    _add_config_option(serve)
+    serve.add_argument("--host", help="address to bind (server.host)")
+    serve.add_argument("--port", type=int, help="port to bind (server.port)")
+    serve.add_argument("--root", help="folder of original images (storage.root)")
+    serve.add_argument("--workers", type=int, help="worker processes (server.workers)")
+
+    check = commands.add_parser("check-config", help="print the effective configuration, or what is wrong")
+    _add_config_option(check)
+    return parser
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=f"YAML configuration file (default: ./{DEFAULT_CONFIG} when it exists)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(_config_file(args.config), overrides=_cli_overrides(args))
+    except ConfigError as exc:
+        print(f"thumbserver: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(yaml.safe_dump(_plain(settings), sort_keys=False), end="")
+        return 0
+    return serve(settings)
+
+
+def _config_file(given: Path | None) -> Path | None:
+    if given is not None:
+        return given
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def _cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    server = {key: getattr(args, key, None) for key in ("host", "port", "workers")}
+    overrides: dict[str, dict[str, Any]] = {"server": {k: v for k, v in server.items() if v is not None}}
+    if getattr(args, "root", None) is not None:
+        overrides["storage"] = {"root": args.root}
+    return overrides
+
+
+def _plain(settings: Settings) -> dict[str, Any]:
+    return json.loads(settings.model_dump_json())
+
+
+def serve(settings: Settings) -> int:
+    """Run uvicorn until it is told to stop (SIGINT/SIGTERM let in-flight requests finish)."""
+    import uvicorn
+
+    server = settings.server
+    options: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "workers": server.workers,
+        "limit_concurrency": server.limit_concurrency,
+        "timeout_keep_alive": server.timeout_keep_alive,
+        "backlog": server.backlog,
+        "h11_max_incomplete_event_size": server.h11_max_incomplete_event_size,
+        "access_log": server.access_log,
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if server.workers == 1:
+        from server.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+    else:
+        os.environ[_SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run("server.cli:worker_app", factory=True, **options)
+    return 0
+
+
+def worker_app():
+    """The app of one worker process, built from the settings the parent validated."""
+    from server.app import create_app
+
+    return create_app(Settings.model_validate_json(os.environ[_SETTINGS_ENV]))

@@ -1,0 +1,240 @@
+"""Configuration: config.yaml and `THUMBSERVER_<SECTION>_<KEY>` overrides, parsed once.
+
+`load_settings()` is the only place that reads the file or the environment. It returns a frozen
+`Settings` tree that is passed down explicitly; nothing else in the project looks at either.
+Every key is optional (the defaults are DESIGN.md's). Anything wrong raises `ConfigError` with
+one line that names the key, e.g. ``thumbnails.max_width: must be greater than 0 (got -1)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "THUMBSERVER_"
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Quality = Annotated[int, Field(ge=1, le=100)]
+OutputFormat = Literal["jpeg", "png", "webp", "avif"]
+Fit = Literal["contain", "cover", "fill"]
+
+_SIZE_RE = re.compile(r"^(?:[0-9]+x[0-9]*|x[0-9]+)$")
+_PRESET_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class ConfigError(Exception):
+    """A configuration that must not start a server; the message is one line naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    workers: PositiveInt = 1
+    # Bounds on what slow or numerous clients can hold (uvicorn settings).
+    limit_concurrency: PositiveInt = 1000
+    timeout_keep_alive: PositiveInt = 5
+    backlog: PositiveInt = 2048
+    h11_max_incomplete_event_size: PositiveInt = 16384
+    access_log: bool = False
+
+
+class StorageSettings(_Section):
+    root: Path = Path("./examples/images")
+    extensions: tuple[str, ...] = ("jpg", "jpeg", "png", "webp", "gif", "avif", "tif", "tiff", "bmp")
+
+    @field_validator("extensions")
+    @classmethod
+    def _lowercase_without_dots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(ext.lower().removeprefix(".") for ext in value)
+        if not cleaned or any(not ext or "/" in ext for ext in cleaned):
+            raise ValueError("must be a non-empty list of extensions such as [jpg, png]")
+        return cleaned
+
+
+class CacheSettings(_Section):
+    max_bytes: PositiveInt = 256 * 1024 * 1024
+
+
+class Preset(_Section):
+    width: PositiveInt | None = None
+    height: PositiveInt | None = None
+    fit: Fit = "contain"
+
+    @model_validator(mode="after")
+    def _has_a_side(self) -> Preset:
+        if self.width is None and self.height is None:
+            raise ValueError("a preset needs width, height or both")
+        if self.fit != "contain" and (self.width is None or self.height is None):
+            raise ValueError(f"fit {self.fit} needs both width and height")
+        return self
+
+
+class QualitySettings(_Section):
+    jpeg: Quality = 82
+    webp: Quality = 80
+    avif: Quality = 60
+
+
+class ThumbnailSettings(_Section):
+    prefix: str = "/thumb"
+    max_width: PositiveInt = 4096
+    max_height: PositiveInt = 4096
+    allowed_sizes: tuple[str, ...] = ()
+    presets: dict[str, Preset] = Field(default_factory=lambda: {"small": Preset(width=160, height=160, fit="cover")})
+    auto_formats: tuple[Literal["webp", "avif"], ...] = ("webp",)
+    quality: QualitySettings = QualitySettings()
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_one_segment(cls, value: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9_-]+", value):
+            raise ValueError("must be one path segment such as /thumb")
+        return value
+
+    @field_validator("allowed_sizes")
+    @classmethod
+    def _sizes_are_bases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for size in value:
+            if not _SIZE_RE.fullmatch(size):
+                raise ValueError(f"{size!r} is not a size such as 320x240, 320x or x240")
+        return value
+
+    @field_validator("presets")
+    @classmethod
+    def _preset_names(cls, value: dict[str, Preset]) -> dict[str, Preset]:
+        for name in value:
+            if not _PRESET_NAME_RE.fullmatch(name) or name in {"contain", "cover", "fill", "jpeg", "png", "webp", "avif"}:
+                raise ValueError(f"{name!r} is not a usable preset name (lowercase letters, digits, - and _)")
+        return value
+
+
+class LimitSettings(_Section):
+    max_source_pixels: PositiveInt = 50_000_000
+    max_source_bytes: PositiveInt = 100 * 1024 * 1024
+    render_workers: PositiveInt = 2
+    render_queue: Annotated[int, Field(ge=0)] = 64
+    render_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+class HttpSettings(_Section):
+    cache_control_originals: str = "max-age=86400"
+    cache_control_thumbnails: str = "max-age=604800"
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    cache: CacheSettings = CacheSettings()
+    thumbnails: ThumbnailSettings = ThumbnailSettings()
+    limits: LimitSettings = LimitSettings()
+    http: HttpSettings = HttpSettings()
+
+
+_SECTIONS = tuple(Settings.model_fields)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build the effective settings: defaults < config file < environment < `overrides` (the CLI).
+
+    A relative `storage.root` in the file is taken relative to the file's folder; from the
+    environment or the command line, relative to the working directory. The root must be an
+    existing directory; it is stored resolved (absolute, symlinks followed).
+    """
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if config_file is not None:
+        raw = _read_yaml(config_file)
+        file_root = raw.get("storage", {}).get("root") if isinstance(raw.get("storage"), dict) else None
+        if isinstance(file_root, str):
+            raw["storage"]["root"] = str((config_file.parent / file_root))
+    _merge(raw, _environment_overrides(os.environ if environ is None else environ))
+    _merge(raw, {section: dict(values) for section, values in (overrides or {}).items()})
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    root = (base_dir / settings.storage.root).resolve()
+    if not root.is_dir():
+        raise ConfigError(f"storage.root: {settings.storage.root} is not a directory")
+    storage = settings.storage.model_copy(update={"root": root})
+    return settings.model_copy(update={"storage": storage})
+
+
+def _read_yaml(config_file: Path) -> dict[str, Any]:
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{config_file}: cannot be read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"{config_file}: not valid YAML{line}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{config_file}: must be a mapping of sections ({', '.join(_SECTIONS)})")
+    return data
+
+
+def _environment_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """`THUMBSERVER_LIMITS_MAX_SOURCE_BYTES=1000` → {"limits": {"max_source_bytes": 1000}}.
+
+    Values are read as YAML scalars or flow collections, so `[webp, avif]` is a list and `10` an int.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section, _, key = name.removeprefix(ENV_PREFIX).lower().partition("_")
+        if section not in _SECTIONS or not key:
+            raise ConfigError(f"{name}: not a setting (expected {ENV_PREFIX}<SECTION>_<KEY>, sections: {', '.join(_SECTIONS)})")
+        if key not in Settings.model_fields[section].annotation.model_fields:
+            raise ConfigError(f"{name}: {section} has no key {key!r}")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            raise ConfigError(f"{name}: cannot parse value {value!r}") from None
+        found.setdefault(section, {})[key] = parsed
+    return found
+
+
+def _merge(into: dict[str, Any], overrides: Mapping[str, Mapping[str, Any]]) -> None:
+    for section, values in overrides.items():
+        current = into.get(section)
+        if current is None:
+            into[section] = dict(values)
+        elif isinstance(current, dict):
+            current.update(values)
+        # A non-mapping section is left as it is so that validation names it.
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line for the first problem: the dotted key, what is wrong, and the value given."""
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"] if not str(part).startswith(("function-", "literal[")))
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    given = error.get("input")
+    if error["type"] not in ("extra_forbidden", "missing") and not isinstance(given, dict):
+        message = f"{message} (got {given!r})"
+    return f"{key or 'config'}: {message[0].lower()}{message[1:]}"

@@ -1,0 +1,102 @@
+"""Safe resolution of request paths inside the image root, and reading what they name."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class NotFound(Exception):
+    """No servable file for this path: missing, refused by a rule, or unreadable.
+
+    The message is for logs only; clients get a generic answer so nothing about the
+    filesystem leaks (which rule refused it, or whether a file exists outside the rules).
+    """
+
+
+class SourceChanged(Exception):
+    """The file was replaced or modified between `resolve` and `read_source`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A regular file inside the root, with the stat taken when it was resolved.
+
+    `relative` is the normalised path below the root ("a/b.jpg"), `identity` the
+    (size, mtime_ns) pair that names this version of the file for caches and ETags.
+    """
+
+    path: str
+    relative: str
+    stat: os.stat_result
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        return (self.stat.st_size, self.stat.st_mtime_ns)
+
+    @property
+    def name(self) -> str:
+        return self.relative.rpartition("/")[2]
+
+
+def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> Source:
+    """Return the regular file that `url_path` names inside `root`, or raise `NotFound`.
+
+    `url_path` is the already percent-decoded path, without the leading "/". `root` must be
+    absolute and already resolved. Refused: an empty path, empty/`.`/`..` segments, segments
+    starting with `.`, NUL, backslashes, an extension not in `extensions` (lowercase, no dot),
+    anything that resolves (symlinks followed) outside `root`, and anything not a regular file.
+    """
+    root = os.fspath(root)
+    _check_lexically(url_path, extensions)
+    full_path = os.path.realpath(os.path.join(root, url_path))
+    # Whole-path comparison, never a string prefix: "/srv/images-private" is not inside "/srv/images".
+    if os.path.commonpath([full_path, root]) != root:
+        raise NotFound(f"{url_path!r} resolves outside the root")
+    try:
+        st = os.stat(full_path)
+    except (OSError, ValueError) as exc:
+        raise NotFound(f"{url_path!r}: {exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NotFound(f"{url_path!r} is not a regular file")
+    if not os.access(full_path, os.R_OK):
+        raise NotFound(f"{url_path!r} is not readable")
+    return Source(path=full_path, relative=url_path, stat=st)
+
+
+def _check_lexically(url_path: str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> None:
+    if not url_path:
+        raise NotFound("empty path")
+    if "\x00" in url_path or "\\" in url_path:
+        raise NotFound("NUL or backslash in path")
+    segments = url_path.split("/")
+    for segment in segments:
+        # Covers "", ".", ".." and dot-files/dot-folders such as ".git" or ".env" in one rule.
+        if not segment or segment.startswith("."):
+            raise NotFound(f"segment {segment!r} refused")
+    _, dot, extension = segments[-1].rpartition(".")
+    if not dot or extension.lower() not in extensions:
+        raise NotFound(f"extension of {segments[-1]!r} not allowed")
+
+
+def read_source(source: Source, *, max_bytes: int) -> bytes:
+    """Read the whole file, checking it is still the version `source` describes.
+
+    Raises `NotFound` when it vanished or became unreadable, and `SourceChanged` when its
+    size or mtime differ from `source.identity` (a replace or an in-place write happened since
+    `resolve`): the caller must not cache or label such bytes with the old identity. Reads at
+    most `max_bytes + 1` bytes so a file that grew cannot exhaust memory.
+    """
+    try:
+        with open(source.path, "rb") as file:
+            st = os.fstat(file.fileno())
+            if (st.st_size, st.st_mtime_ns) != source.identity:
+                raise SourceChanged(source.relative)
+            data = file.read(max_bytes + 1)
+            if len(data) != min(st.st_size, max_bytes + 1):
+                raise SourceChanged(source.relative)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        raise NotFound(f"{source.relative!r}: {exc.strerror}") from None
+    return data
