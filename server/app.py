@@ -7,12 +7,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from cache import CoalescingCache
 from server.config import Settings
 from server.errors import exception_handlers
 from server.originals import MEDIA_TYPES, respond_original
+from server.rendering import RenderPool
+from server.thumbnails import ThumbnailService, thumbnail_size
 from storage import resolve
 
 _IMAGE_CONTENT = {media_type: {} for media_type in sorted(set(MEDIA_TYPES.values()))}
+_THUMBNAIL_CONTENT = {f"image/{name}": {} for name in ("jpeg", "png", "webp", "avif")}
 _ERROR_CONTENT = {"application/json": {"example": {"detail": "Not Found"}}}
 
 
@@ -22,9 +26,19 @@ def create_app(settings: Settings) -> FastAPI:
     extensions = frozenset(settings.storage.extensions)
     cache_control = settings.http.cache_control_originals
 
+    pool = RenderPool(
+        workers=settings.limits.render_workers,
+        queue=settings.limits.render_queue,
+        timeout_s=settings.limits.render_timeout_s,
+    )
+    thumbnails = ThumbnailService(
+        settings, cache=CoalescingCache(settings.cache.max_bytes, sizeof=thumbnail_size), pool=pool
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        pool.shutdown()
 
     app = FastAPI(
         title="thumbserver",
@@ -33,11 +47,39 @@ def create_app(settings: Settings) -> FastAPI:
         exception_handlers=exception_handlers(),
     )
     app.state.settings = settings
+    app.state.thumbnails = thumbnails
 
     @app.get("/healthz", response_class=JSONResponse, tags=["service"])
     async def healthz() -> JSONResponse:
         """Liveness: answers while the event loop runs."""
-        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+        stats = thumbnails.cache.stats()
+        body = {
+            "status": "ok",
+            "cache": {"entries": stats.entries, "bytes": stats.bytes, "max_bytes": stats.max_bytes,
+                      "hits": stats.hits, "misses": stats.misses, "evictions": stats.evictions,
+                      "coalesced": stats.coalesced, "oversize": stats.oversize},
+            "renders": {"started": thumbnails.renders, "in_flight": pool.in_flight},
+        }
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    async def thumbnail(spec: str, path: str, request: Request) -> Response:
+        """A thumbnail of `{root}/{path}` as `{spec}` describes it (see the README's grammar)."""
+        return await thumbnails.respond(spec, path, request.headers)
+
+    _add_get_and_head(
+        app,
+        settings.thumbnails.prefix + "/{spec}/{path:path}",
+        thumbnail,
+        summary="A thumbnail made on demand",
+        responses={
+            200: {"content": _THUMBNAIL_CONTENT, "description": "The encoded thumbnail."},
+            304: {"description": "Not modified."},
+            400: {"content": _ERROR_CONTENT, "description": "Bad spec or size."},
+            404: {"content": _ERROR_CONTENT, "description": "No such image."},
+            422: {"content": _ERROR_CONTENT, "description": "The source cannot be made into a thumbnail."},
+            503: {"content": _ERROR_CONTENT, "description": "Render queue full or render too slow."},
+        },
+    )
 
     async def original(path: str, request: Request) -> Response:
         """The original file `{root}/{path}`, with conditional and range requests."""

@@ -23,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from server.conditional import RangeNotSatisfiable
+from server.imaging import ImageError
+from server.spec import InvalidSpec
 from storage import NotFound
 
 logger = logging.getLogger("thumbserver")
@@ -50,6 +52,15 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return error_response(404, "Not Found")
 
 
+async def _invalid_spec(request: Request, exc: Exception) -> Response:
+    return error_response(400, f"Invalid thumbnail spec: {exc}")
+
+
+async def _unprocessable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ImageError)
+    return error_response(422, exc.public_message)
+
+
 async def _range_not_satisfiable(request: Request, exc: Exception) -> Response:
     size = getattr(exc, "size", None)
     headers = {"Content-Range": f"bytes */{size}"} if size is not None else {}
@@ -75,9 +86,11 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def exception_handlers() -> dict[type[Exception] | int, object]:
-    """The handlers `create_app` installs; more are added by the modules that define their errors."""
+    """The handlers `create_app` installs."""
     return {
         NotFound: _not_found,
+        InvalidSpec: _invalid_spec,
+        ImageError: _unprocessable,
         RangeNotSatisfiable: _range_not_satisfiable,
         RenderUnavailable: _render_unavailable,
         HTTPException: _http_exception,

@@ -46,3 +46,43 @@ class TestOriginalsOverHttp:
             request.url = request.url.copy_with(raw_path=b"/../../etc/passwd")
             response = client.send(request)
         assert response.status_code == 404
+
+
+@pytest.fixture(scope="module")
+def thumb_server(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("thumbs")
+    for name in ("landscape.jpg", "portrait.jpg", "logo.png"):
+        (root / name).write_bytes((REPO / "examples" / "images" / name).read_bytes())
+    with LiveServer(REPO / "config.yaml", root) as live:
+        yield live
+
+
+class TestThumbnailsOverHttp:
+    """Thumbnails over a real socket, as an <img src> and a CDN revalidation would fetch them."""
+
+    def test_cover_thumbnail_and_revalidation(self, thumb_server: LiveServer) -> None:
+        import io
+
+        from PIL import Image
+
+        url = f"{thumb_server.url}/thumb/320x240,cover/landscape.jpg"
+        with httpx.Client() as client:
+            response = client.get(url, headers={"Accept": "image/avif,image/webp,*/*"})
+            assert response.status_code == 200
+            image = Image.open(io.BytesIO(response.content))
+            assert (image.format, image.size) == ("WEBP", (320, 240))
+            assert response.headers["vary"] == "Accept"
+            assert response.headers["content-length"] == str(len(response.content))
+            again = client.get(url, headers={"Accept": "image/webp", "If-None-Match": response.headers["etag"]})
+            assert again.status_code == 304
+            health = client.get(f"{thumb_server.url}/healthz").json()
+            assert health["renders"]["started"] == 1
+
+    def test_exif_portrait_is_upright(self, thumb_server: LiveServer) -> None:
+        import io
+
+        from PIL import Image
+
+        response = httpx.get(f"{thumb_server.url}/thumb/x200,jpeg/portrait.jpg")
+        image = Image.open(io.BytesIO(response.content))
+        assert image.height == 200 and image.width < image.height

@@ -1,0 +1,412 @@
+"""Deterministic test images, generated in memory.
+
+Plain functions, no pytest: any test module may import them. Every image is small (unless asked
+otherwise), built from fixed arithmetic or a seeded generator, and never downloaded. Encoders
+return `bytes`; `write(path, data)` puts them on disk for tests that need a file.
+
+The `*_claiming` functions build tiny hostile files whose headers promise a huge canvas; the
+other hostile helpers (`eps_bytes`, `psd_bytes`, …) are files that must never be decoded.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import zlib
+from collections.abc import Sequence
+from io import BytesIO
+from pathlib import Path
+
+from PIL import Image, ImageCms, PngImagePlugin
+
+Size = tuple[int, int]
+Color = str | int | tuple[int, ...]
+
+EXIF_ORIENTATION = 0x0112
+
+
+# --- pixels -------------------------------------------------------------------------------
+
+
+def gradient(size: Size, mode: str = "RGB") -> Image.Image:
+    """A smooth, non-flat image: red grows left to right, green top to bottom, blue constant.
+
+    High-bit-depth modes get a full-range horizontal ramp instead: 0..65535 for the integer
+    modes ("I;16", "I;16B", "I"), 0.0..1.0 for "F".
+    """
+    width, height = size
+    if mode in ("I;16", "I;16B", "I", "F"):
+        return _ramp(size, mode)
+    red = Image.linear_gradient("L").rotate(90).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    green = Image.linear_gradient("L")
+    blue = Image.new("L", (256, 256), 96)
+    rgb = Image.merge("RGB", (red, green, blue)).resize((width, height), Image.Resampling.BILINEAR)
+    return rgb.convert(mode) if mode != "RGB" else rgb
+
+
+def _ramp(size: Size, mode: str) -> Image.Image:
+    width, height = size
+    top = max(1, width - 1)
+    if mode == "F":
+        row = [x / top for x in range(width)]
+        image = Image.new("F", size)
+        image.putdata(row * height)
+        return image
+    row = [x * 65535 // top for x in range(width)]
+    image = Image.new("I", size)
+    image.putdata(row * height)
+    return image if mode == "I" else image.convert(mode)
+
+
+def noise(size: Size, *, seed: int = 0) -> Image.Image:
+    """Seeded RGB noise: the worst case for an encoder."""
+    width, height = size
+    data = random.Random(seed).randbytes(width * height * 3)
+    return Image.frombytes("RGB", size, data)
+
+
+def textured(size: Size, *, seed: int = 0, amount: float = 0.25) -> Image.Image:
+    """A gradient with `amount` of seeded noise blended in: encodes like a photograph."""
+    return Image.blend(gradient(size), noise(size, seed=seed), amount)
+
+
+def marked(size: Size, *, base: Color = "blue", mark: Color = "red", mode: str = "RGB") -> Image.Image:
+    """A flat `base` image whose top-left quarter is `mark`: shows where a corner ends up."""
+    width, height = size
+    image = Image.new(mode, size, base)
+    image.paste(mark, (0, 0, max(1, width // 4), max(1, height // 4)))
+    return image
+
+
+def _pixels(size: Size, mode: str, color: Color | None, image: Image.Image | None) -> Image.Image:
+    if image is not None:
+        return image
+    if color is not None:
+        return Image.new(mode, size, color)
+    return gradient(size, mode)
+
+
+# --- metadata -----------------------------------------------------------------------------
+
+
+def srgb_profile() -> bytes:
+    """An sRGB ICC profile, as bytes to embed."""
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def cmyk_profile(*, lab: tuple[int, int, int] = (88, -79, 81)) -> bytes:
+    """A minimal ICC v2 CMYK output profile that maps EVERY CMYK value to one Lab colour.
+
+    The default Lab is sRGB green. A CMYK image converted through this profile turns green,
+    whatever its pixels; a conversion that ignores the profile keeps the pixels' own colours.
+    Hand-built because Pillow can only create RGB/Lab profiles and tests never download files.
+    """
+    lightness, a, b = lab
+    pcs_colour = bytes([round(lightness * 255 / 100), a + 128, b + 128])
+
+    def s15f16(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    identity = b"".join(s15f16(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    grid_points = 2
+    lut8 = (
+        b"mft1" + bytes(4) + bytes([4, 3, grid_points, 0]) + identity
+        + bytes(range(256)) * 4  # input curves: identity
+        + pcs_colour * grid_points**4  # CLUT: every corner is the same colour
+        + bytes(range(256)) * 3  # output curves: identity
+    )
+    d50 = s15f16(0.9642) + s15f16(1.0) + s15f16(0.8249)
+    tags = [(b"A2B0", lut8), (b"wtpt", b"XYZ " + bytes(4) + d50)]
+
+    data_start = 128 + 4 + 12 * len(tags)
+    table = struct.pack(">I", len(tags))
+    data = b""
+    for signature, body in tags:
+        data += bytes(-(data_start + len(data)) % 4)
+        table += signature + struct.pack(">II", data_start + len(data), len(body))
+        data += body
+    header = (
+        struct.pack(">I", data_start + len(data)) + bytes(4) + struct.pack(">I", 0x02100000)
+        + b"prtr" + b"CMYK" + b"Lab " + bytes(12) + b"acsp" + bytes(24) + bytes(4) + d50
+        + bytes(4) + bytes(16) + bytes(28)
+    )
+    return header + table + data
+
+
+def exif_bytes(*, orientation: int | None = None, comment: str | None = None) -> bytes:
+    """An EXIF block with the given Orientation (and ImageDescription), as Pillow writes it."""
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[EXIF_ORIENTATION] = orientation
+    if comment is not None:
+        exif[0x010E] = comment
+    return exif.tobytes()
+
+
+# --- encoders -----------------------------------------------------------------------------
+
+
+def to_bytes(image: Image.Image, format: str, **params: object) -> bytes:
+    """`image` saved as `format` with Pillow's `params`."""
+    buffer = BytesIO()
+    image.save(buffer, format, **params)
+    return buffer.getvalue()
+
+
+def write(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` (parents created) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _metadata(*, icc: bool | bytes, orientation: int | None, exif: bool = False) -> dict[str, object]:
+    params: dict[str, object] = {}
+    if icc:
+        params["icc_profile"] = icc if isinstance(icc, bytes) else srgb_profile()
+    if orientation is not None or exif:
+        params["exif"] = exif_bytes(orientation=orientation, comment="secret camera serial")
+    return params
+
+
+def jpeg_bytes(
+    size: Size = (64, 48),
+    *,
+    orientation: int | None = None,
+    color: Color | None = None,
+    mode: str = "RGB",
+    quality: int = 90,
+    icc: bool | bytes = False,
+    exif: bool = False,
+    comment: bytes | None = None,
+    progressive: bool = False,
+    image: Image.Image | None = None,
+) -> bytes:
+    """A JPEG (mode "RGB", "L" or "CMYK"); `icc=True` embeds sRGB, or pass profile bytes."""
+    params = _metadata(icc=icc, orientation=orientation, exif=exif)
+    if comment is not None:
+        params["comment"] = comment
+    pixels = _pixels(size, mode, color, image)
+    return to_bytes(pixels, "JPEG", quality=quality, progressive=progressive, **params)
+
+
+def png_bytes(
+    size: Size = (64, 48),
+    *,
+    mode: str = "RGBA",
+    color: Color | None = None,
+    icc: bool | bytes = False,
+    text: dict[str, str] | None = None,
+    transparency: int | tuple[int, ...] | bytes | None = None,
+    orientation: int | None = None,
+    image: Image.Image | None = None,
+) -> bytes:
+    """A PNG in any mode Pillow writes (incl. "I;16", "1", "P"), with optional tEXt chunks."""
+    params = _metadata(icc=icc, orientation=orientation)
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+        params["pnginfo"] = info
+    if transparency is not None:
+        params["transparency"] = transparency
+    return to_bytes(_pixels(size, mode, color, image), "PNG", **params)
+
+
+def gif_bytes(
+    frames: Sequence[Color] = ("red", "lime", "blue"),
+    *,
+    size: Size = (32, 24),
+    transparent: bool = False,
+) -> bytes:
+    """An animated GIF: one flat frame per colour. `transparent` clears the first frame's right half."""
+    images = [Image.new("RGBA", size, colour) for colour in frames]
+    if transparent:
+        width, height = size
+        images[0].paste((0, 0, 0, 0), (width // 2, 0, width, height))
+    return to_bytes(images[0], "GIF", save_all=True, append_images=images[1:], duration=100, loop=0, disposal=2)
+
+
+def gif_with_many_frames(count: int, *, size: Size = (8, 8)) -> bytes:
+    """A GIF of `count` frames built by byte repetition (fast even for 10,000 frames).
+
+    Frame 0 is palette index 0 (red); every later frame is index 1 (blue).
+    """
+    width, height = size
+    palette = bytes([255, 0, 0, 0, 0, 255])  # 2 colours: red, blue
+    header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + palette
+
+    def frame(index: int) -> bytes:
+        # LZW with 2-bit minimum code size: clear code (4) before every two pixels keeps the
+        # table from growing, so every code stays 3 bits wide; 5 ends the stream.
+        codes = []
+        for n in range(width * height):
+            if n % 2 == 0:
+                codes.append(4)
+            codes.append(index)
+        codes.append(5)
+        packed = sum(code << (3 * n) for n, code in enumerate(codes))  # GIF packs LSB first
+        raw = packed.to_bytes((3 * len(codes) + 7) // 8, "little")
+        blocks = b"".join(bytes([len(raw[i : i + 255])]) + raw[i : i + 255] for i in range(0, len(raw), 255))
+        control = b"\x21\xf9\x04\x00\x0a\x00\x00\x00"  # graphic control: 100 ms, no transparency
+        descriptor = b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0)
+        return control + descriptor + b"\x02" + blocks + b"\x00"
+
+    return header + frame(0) + frame(1) * (count - 1) + b"\x3b"
+
+
+def webp_bytes(
+    size: Size = (64, 48),
+    *,
+    mode: str = "RGB",
+    color: Color | None = None,
+    frames: Sequence[Color] | None = None,
+    lossless: bool = False,
+    quality: int = 90,
+    icc: bool | bytes = False,
+    orientation: int | None = None,
+    image: Image.Image | None = None,
+) -> bytes:
+    """A WebP ("RGB" or "RGBA"); `frames` makes an animated one with one flat frame per colour."""
+    params = _metadata(icc=icc, orientation=orientation)
+    if frames:
+        images = [Image.new(mode, size, colour) for colour in frames]
+        return to_bytes(
+            images[0], "WEBP", save_all=True, append_images=images[1:], duration=100, lossless=lossless, **params
+        )
+    return to_bytes(_pixels(size, mode, color, image), "WEBP", lossless=lossless, quality=quality, **params)
+
+
+def avif_bytes(
+    size: Size = (64, 48),
+    *,
+    mode: str = "RGB",
+    color: Color | None = None,
+    icc: bool | bytes = False,
+    orientation: int | None = None,
+    image: Image.Image | None = None,
+) -> bytes:
+    """An AVIF ("RGB" or "RGBA"), encoded at the fastest speed."""
+    params = _metadata(icc=icc, orientation=orientation)
+    return to_bytes(_pixels(size, mode, color, image), "AVIF", quality=90, speed=10, **params)
+
+
+def tiff_bytes(
+    size: Size = (64, 48),
+    *,
+    mode: str = "RGB",
+    color: Color | None = None,
+    icc: bool | bytes = False,
+    image: Image.Image | None = None,
+) -> bytes:
+    """A TIFF in any mode Pillow writes: "RGB", "RGBA", "CMYK", "I;16", "I;16B", "F", "1"…"""
+    params = _metadata(icc=icc, orientation=None)
+    return to_bytes(_pixels(size, mode, color, image), "TIFF", **params)
+
+
+def bmp_bytes(
+    size: Size = (64, 48),
+    *,
+    mode: str = "RGB",
+    color: Color | None = None,
+    image: Image.Image | None = None,
+) -> bytes:
+    """A BMP ("RGB", "L", "P" or "1")."""
+    return to_bytes(_pixels(size, mode, color, image), "BMP")
+
+
+# --- hostile files ------------------------------------------------------------------------
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A ~100-byte PNG whose IHDR (valid CRC) claims width x height RGB, with one row of data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" + bytes(3 * min(width, 16)))
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def png_text_bomb(decompressed: int = 4_000_000) -> bytes:
+    """A valid 8x8 PNG with a zTXt chunk of a few KB that inflates to `decompressed` bytes."""
+    plain = png_bytes((8, 8), mode="RGB")
+    ztxt = _png_chunk(b"zTXt", b"comment\x00\x00" + zlib.compress(bytes(decompressed)))
+    after_ihdr = 8 + 25  # signature, then the IHDR chunk (13 bytes of data, 12 of framing)
+    return plain[:after_ihdr] + ztxt + plain[after_ihdr:]
+
+
+def gif_claiming(width: int, height: int) -> bytes:
+    """A GIF whose logical screen and only frame claim width x height (no pixel data to match)."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + bytes(6)
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00"
+    return screen + frame + b"\x3b"
+
+
+def bmp_claiming(width: int, height: int) -> bytes:
+    """A 54-byte BMP whose info header claims width x height at 24 bits, with no pixels."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + len(info), 0, 0, 14 + len(info)) + info
+
+
+def tiff_claiming(width: int, height: int) -> bytes:
+    """A small uncompressed TIFF whose ImageWidth/ImageLength tags are patched to width x height."""
+    data = bytearray(to_bytes(Image.new("L", (4, 4), 128), "TIFF"))
+    assert data[:4] == b"II*\x00", "Pillow writes little-endian TIFF"
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (count,) = struct.unpack_from("<H", data, ifd)
+    for n in range(count):
+        entry = ifd + 2 + 12 * n
+        tag, _kind = struct.unpack_from("<HH", data, entry)
+        if tag in (256, 257):
+            struct.pack_into("<HHII", data, entry, tag, 4, 1, width if tag == 256 else height)
+    return bytes(data)
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A small baseline JPEG whose SOF0 segment is patched to claim width x height."""
+    data = bytearray(jpeg_bytes((16, 16), color="gray"))
+    sof = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def webp_claiming(width: int, height: int) -> bytes:
+    """A WebP with a VP8X header claiming a width x height canvas around a 16x16 lossy frame."""
+    frame = webp_bytes((16, 16), color="gray")
+    vp8 = frame[12:]  # the "VP8 " chunk of a simple lossy file
+    canvas = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes(4) + canvas
+    body = b"WEBP" + vp8x + vp8
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def truncated(data: bytes, *, keep: float = 0.5) -> bytes:
+    """The first `keep` fraction of `data`."""
+    return data[: int(len(data) * keep)]
+
+
+def eps_bytes() -> bytes:
+    """A minimal Encapsulated PostScript file: must never reach Ghostscript."""
+    return (
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n%%EndComments\n"
+        b"newpath 0 0 moveto 100 100 lineto stroke\nshowpage\n%%EOF\n"
+    )
+
+
+def pdf_bytes() -> bytes:
+    """The start of a PDF file."""
+    return b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+def psd_bytes(size: Size = (64, 48)) -> bytes:
+    """A Photoshop header (8BPS, version 1, 3 channels, 8-bit RGB) and empty sections."""
+    width, height = size
+    header = b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, height, width, 8, 3)
+    return header + struct.pack(">III", 0, 0, 0) + struct.pack(">H", 0) + bytes(3 * width * height)
+
+
+def html_bytes() -> bytes:
+    """An HTML page, as served by mistake under an image name."""
+    return b"<!doctype html><html><head><title>x</title></head><body><script>alert(1)</script></body></html>\n"

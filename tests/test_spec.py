@@ -1,0 +1,109 @@
+"""The spec grammar: valid specs, their canonical form, and every kind of 400."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.config import ThumbnailSettings
+from server.spec import InvalidSpec, ThumbSpec, parse_spec
+
+DEFAULTS = ThumbnailSettings()
+
+VALID = [
+    ("320x240", ThumbSpec(320, 240, "contain", None, None), "320x240,contain"),
+    ("320x", ThumbSpec(320, None, "contain", None, None), "320x,contain"),
+    ("x240", ThumbSpec(None, 240, "contain", None, None), "x240,contain"),
+    ("320x240,cover", ThumbSpec(320, 240, "cover", None, None), "320x240,cover"),
+    ("320x240,fill,png", ThumbSpec(320, 240, "fill", "png", None), "320x240,fill,png"),
+    ("320x240,cover,webp", ThumbSpec(320, 240, "cover", "webp", None), "320x240,cover,webp"),
+    ("320x240,webp,cover", ThumbSpec(320, 240, "cover", "webp", None), "320x240,cover,webp"),
+    ("320x240@2x,q70", ThumbSpec(640, 480, "contain", None, 70), "640x480,contain,q70"),
+    ("320x@1.5x", ThumbSpec(480, None, "contain", None, None), "480x,contain"),
+    ("x101@1.5x", ThumbSpec(None, 152, "contain", None, None), "x152,contain"),
+    ("100x100@4x", ThumbSpec(400, 400, "contain", None, None), "400x400,contain"),
+    ("100x100@1x", ThumbSpec(100, 100, "contain", None, None), "100x100,contain"),
+    ("100x100@4.0x", ThumbSpec(400, 400, "contain", None, None), "400x400,contain"),
+    ("4096x4096", ThumbSpec(4096, 4096, "contain", None, None), "4096x4096,contain"),
+    ("1x1,q1", ThumbSpec(1, 1, "contain", None, 1), "1x1,contain,q1"),
+    ("1x1,q100,avif,contain", ThumbSpec(1, 1, "contain", "avif", 100), "1x1,contain,avif,q100"),
+    ("small", ThumbSpec(160, 160, "cover", None, None), "160x160,cover"),
+    ("small,avif", ThumbSpec(160, 160, "cover", "avif", None), "160x160,cover,avif"),
+    ("small@2x", ThumbSpec(320, 320, "cover", None, None), "320x320,cover"),
+    ("small,contain", ThumbSpec(160, 160, "contain", None, None), "160x160,contain"),
+    ("320x240,jpeg,q082", ThumbSpec(320, 240, "contain", "jpeg", 82), "320x240,contain,jpeg,q82"),
+]
+
+INVALID = [
+    ("", "empty"),
+    ("x", "not a size"),
+    ("0x240", "at least 1"),
+    ("320x0", "at least 1"),
+    ("-320x240", "not a size"),
+    ("320X240", "not a size"),
+    ("320x240,", "unknown modifier"),
+    ("320 x240", "not a size"),
+    ("٣٢٠x240", "not a size"),
+    ("320x240,cover,cover", "fit given twice"),
+    ("320x240,cover,fill", "fit given twice"),
+    ("320x240,webp,png", "format given twice"),
+    ("320x240,q50,q60", "quality given twice"),
+    ("320x240,q0", "q1 to q100"),
+    ("320x240,q101", "q1 to q100"),
+    ("320x240,q1000", "unknown modifier"),
+    ("320x240,q", "unknown modifier"),
+    ("320x240,gif", "unknown modifier"),
+    ("320x240,COVER", "unknown modifier"),
+    ("320x,cover", "needs both"),
+    ("x240,fill", "needs both"),
+    ("320x240@0x", "dpr"),
+    ("320x240@5x", "dpr"),
+    ("320x240@4.1x", "at most 4x"),
+    ("320x240@1.25x", "dpr"),
+    ("320x240@2", "dpr"),
+    ("320x240@x", "dpr"),
+    ("320x240@2x@2x", "dpr"),
+    ("4097x10", "larger than"),
+    ("10x4097", "larger than"),
+    ("2049x@2x", "larger than"),
+    ("99999999x1", "not a size"),
+    ("large", "nor a preset"),
+    ("a" * 300, "overlong"),
+]
+
+
+class TestValid:
+    """Valid specs parse into a normalised ThumbSpec whose canonical form is stable."""
+
+    @pytest.mark.parametrize(("text", "expected", "canonical"), VALID)
+    def test_parse(self, text: str, expected: ThumbSpec, canonical: str) -> None:
+        spec = parse_spec(text, DEFAULTS)
+        assert spec == expected
+        assert spec.canonical == canonical
+
+    @pytest.mark.parametrize(("text", "expected", "canonical"), VALID)
+    def test_canonical_form_parses_to_itself(self, text: str, expected: ThumbSpec, canonical: str) -> None:
+        assert parse_spec(canonical, ThumbnailSettings(max_width=20000, max_height=20000)) == expected
+
+
+class TestInvalid:
+    """Anything outside the grammar or the limits raises InvalidSpec saying what is wrong."""
+
+    @pytest.mark.parametrize(("text", "message"), INVALID)
+    def test_rejected(self, text: str, message: str) -> None:
+        with pytest.raises(InvalidSpec, match=message):
+            parse_spec(text, DEFAULTS)
+
+
+class TestAllowedSizes:
+    """With allowed_sizes set, only those bases and the presets are served."""
+
+    settings = ThumbnailSettings(allowed_sizes=("320x240", "640x"))
+
+    @pytest.mark.parametrize("text", ["320x240", "320x240@2x", "320x240,cover,webp", "640x", "small"])
+    def test_allowed(self, text: str) -> None:
+        parse_spec(text, self.settings)
+
+    @pytest.mark.parametrize("text", ["321x240", "640x480", "x240", "320x"])
+    def test_refused(self, text: str) -> None:
+        with pytest.raises(InvalidSpec, match="not one of the allowed sizes"):
+            parse_spec(text, self.settings)
