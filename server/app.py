@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse, Response
 from cache import CoalescingCache
 from server.config import Settings
 from server.errors import exception_handlers
-from server.originals import MEDIA_TYPES, respond_original
+from server.hotpath import HotPath
+from server.originals import MEDIA_TYPES, OriginalService
 from server.rendering import RenderPool
 from server.thumbnails import ThumbnailService, thumbnail_size
-from storage import resolve
 
 _IMAGE_CONTENT = {media_type: {} for media_type in sorted(set(MEDIA_TYPES.values()))}
 _THUMBNAIL_CONTENT = {f"image/{name}": {} for name in ("jpeg", "png", "webp", "avif")}
@@ -22,9 +22,7 @@ _ERROR_CONTENT = {"application/json": {"example": {"detail": "Not Found"}}}
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the ASGI app for `settings`. All state lives on the app; nothing is global."""
-    root = str(settings.storage.root)
-    extensions = frozenset(settings.storage.extensions)
-    cache_control = settings.http.cache_control_originals
+    originals = OriginalService(settings)
 
     pool = RenderPool(
         workers=settings.limits.render_workers,
@@ -44,8 +42,11 @@ def create_app(settings: Settings) -> FastAPI:
         title="thumbserver",
         summary="Originals from disk and thumbnails on demand.",
         lifespan=lifespan,
+        # No OpenTelemetry here: skip its per-request checks on the hot path.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         exception_handlers=exception_handlers(),
     )
+    app.add_middleware(HotPath, thumbnails=thumbnails, originals=originals, prefix=settings.thumbnails.prefix)
     app.state.settings = settings
     app.state.thumbnails = thumbnails
 
@@ -83,9 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def original(path: str, request: Request) -> Response:
         """The original file `{root}/{path}`, with conditional and range requests."""
-        # stat() of a file whose inode is cached costs microseconds: cheaper than a thread hop.
-        source = resolve(root, path, extensions)
-        return respond_original(source, request.headers, cache_control=cache_control)
+        return await originals.respond(path, request.headers, method=request.method)
 
     _add_get_and_head(
         app,

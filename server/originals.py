@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+import anyio
 from starlette.datastructures import Headers
 from starlette.responses import FileResponse, Response
 
 from server.conditional import http_date, if_range_allows, is_not_modified, parse_range
 from server.headers import content_disposition
-from storage import Source
+from server.config import Settings
+from server.errors import RenderUnavailable
+from storage import Source, SourceChanged, read_source, resolve
 
 MEDIA_TYPES = {
     "jpg": "image/jpeg",
@@ -49,8 +54,18 @@ class _RangedFileResponse(FileResponse):
         return self._ranges
 
 
-def respond_original(source: Source, request_headers: Headers, *, cache_control: str) -> Response:
-    """The 200, 206 or 304 answer for `source`; raises `RangeNotSatisfiable` for a 416."""
+# A plain GET of a file up to this size is read whole in one thread hop and sent as one body;
+# larger files, HEAD and ranges are streamed by FileResponse.
+WHOLE_READ_BYTES = 4 * 1024 * 1024
+
+
+async def respond_original(source: Source, request_headers: Headers, *, cache_control: str, method: str = "GET") -> Response:
+    """The 200, 206 or 304 answer for `source`; raises `RangeNotSatisfiable` for a 416.
+
+    A small file is read before the status line is sent, checking it is still the version
+    `source` names: a file replaced or truncated meanwhile raises `SourceChanged` or `NotFound`
+    instead of ending as a short 200.
+    """
     etag = original_etag(source)
     last_modified = http_date(source.stat.st_mtime)
     validators = {"ETag": etag, "Last-Modified": last_modified, "Cache-Control": cache_control}
@@ -67,6 +82,11 @@ def respond_original(source: Source, request_headers: Headers, *, cache_control:
         "Content-Disposition": content_disposition(source.name),
         "X-Content-Type-Options": "nosniff",
     }
+    if method == "GET" and ranges is None and source.stat.st_size <= WHOLE_READ_BYTES:
+        body = await anyio.to_thread.run_sync(partial(read_source, source, max_bytes=WHOLE_READ_BYTES))
+        response = Response(body, media_type=media_type_for(source.name), headers=headers)
+        response.headers["Accept-Ranges"] = "bytes"
+        return response
     return _RangedFileResponse(
         source.path,
         stat_result=source.stat,
@@ -74,3 +94,23 @@ def respond_original(source: Source, request_headers: Headers, *, cache_control:
         media_type=media_type_for(source.name),
         ranges=ranges,
     )
+
+
+class OriginalService:
+    """Answers `GET`/`HEAD /{path}` for files inside the configured root."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._root = str(settings.storage.root)
+        self._extensions = frozenset(settings.storage.extensions)
+        self._cache_control = settings.http.cache_control_originals
+
+    async def respond(self, url_path: str, request_headers: Headers, *, method: str) -> Response:
+        """The answer for `url_path`; raises `NotFound`, `RangeNotSatisfiable` or `RenderUnavailable`."""
+        for _attempt in range(2):
+            # stat() of a file whose inode is cached costs microseconds: cheaper than a thread hop.
+            source = resolve(self._root, url_path, self._extensions)
+            try:
+                return await respond_original(source, request_headers, cache_control=self._cache_control, method=method)
+            except SourceChanged:
+                continue  # replaced while being read: once more from a fresh stat
+        raise RenderUnavailable("The file is changing; try again shortly", retry_after=1)

@@ -42,6 +42,27 @@ class Thumbnail:
     extension: str
 
 
+@dataclass(slots=True)
+class _Plan:
+    """Everything about one request that is known before any image work."""
+
+    spec: ThumbSpec
+    source: Source
+    output_format: str | None
+    key: tuple
+    headers: dict[str, str]
+    not_modified: bool
+
+    def response(self, thumbnail: Thumbnail) -> Response:
+        stem = self.source.name.rpartition(".")[0] or self.source.name
+        headers = {
+            **self.headers,
+            "Content-Disposition": content_disposition(f"{stem}_{self.spec.box_name}.{thumbnail.extension}"),
+            "X-Content-Type-Options": "nosniff",
+        }
+        return Response(thumbnail.body, media_type=thumbnail.media_type, headers=headers)
+
+
 class ThumbnailService:
     """Answers thumbnail requests from the cache, rendering (once per key) on a miss."""
 
@@ -72,40 +93,51 @@ class ThumbnailService:
             except SourceChanged:
                 raise RenderUnavailable("The source image is changing; try again shortly", retry_after=1) from None
 
+    def respond_if_ready(self, spec_text: str, url_path: str, request_headers: Headers) -> Response | None:
+        """The 304 or cached 200 without awaiting anything, or `None` when a render is needed.
+
+        The cache-hit path: one stat (in `resolve`) and one dict lookup, no file read and no
+        hashing of bodies. Raises the same domain errors as `respond`.
+        """
+        plan = self._plan(spec_text, url_path, request_headers)
+        if plan.not_modified:
+            return Response(status_code=304, headers=plan.headers)
+        thumbnail = self.cache.get(plan.key)
+        return None if thumbnail is None else plan.response(thumbnail)
+
     async def _respond(self, spec_text: str, url_path: str, request_headers: Headers) -> Response:
+        plan = self._plan(spec_text, url_path, request_headers)
+        if plan.not_modified:
+            return Response(status_code=304, headers=plan.headers)
+        thumbnail = await self.cache.get_or_create(plan.key, lambda: self._render(plan))
+        return plan.response(thumbnail)
+
+    def _plan(self, spec_text: str, url_path: str, request_headers: Headers) -> _Plan:
         spec = self._parse(spec_text)
         source = resolve(self._root, url_path, self._extensions)
         output_format = spec.format or negotiate_format(request_headers.get("accept"), self._auto_formats)
         key = (source.relative, source.identity, spec.canonical, output_format or SOURCE_FAMILY)
-        headers = {
-            "ETag": _etag(key),
-            "Last-Modified": http_date(source.stat.st_mtime),
-            "Cache-Control": self._cache_control,
-        }
+        etag = _etag(key)
+        headers = {"ETag": etag, "Last-Modified": http_date(source.stat.st_mtime), "Cache-Control": self._cache_control}
         if spec.format is None and self._auto_formats:
             headers["Vary"] = "Accept"
-        if is_not_modified(request_headers, headers["ETag"], source.stat.st_mtime):
-            return Response(status_code=304, headers=headers)
+        not_modified = is_not_modified(request_headers, etag, source.stat.st_mtime)
+        return _Plan(spec, source, output_format, key, headers, not_modified)
 
-        thumbnail = await self.cache.get_or_create(key, lambda: self._render(source, spec, output_format))
-        stem = source.name.rpartition(".")[0] or source.name
-        headers["Content-Disposition"] = content_disposition(f"{stem}_{spec.box_name}.{thumbnail.extension}")
-        headers["X-Content-Type-Options"] = "nosniff"
-        return Response(thumbnail.body, media_type=thumbnail.media_type, headers=headers)
-
-    async def _render(self, source: Source, spec: ThumbSpec, output_format: str | None) -> Thumbnail:
-        if source.stat.st_size > self._limits.max_bytes:
+    async def _render(self, plan: _Plan) -> Thumbnail:
+        if plan.source.stat.st_size > self._limits.max_bytes:
             raise SourceTooLarge("The source image is larger than this server accepts")
+        spec = plan.spec
         request = RenderRequest(
             width=spec.width,
             height=spec.height,
             fit=spec.fit,
-            format=output_format,
+            format=plan.output_format,
             quality=spec.quality,
             qualities=self._qualities,
         )
         self.renders += 1
-        rendered = await self.pool.run(_read_and_render, source, request, self._limits)
+        rendered = await self.pool.run(_read_and_render, plan.source, request, self._limits)
         return Thumbnail(body=rendered.data, media_type=rendered.media_type, extension=EXTENSIONS[rendered.format])
 
 
