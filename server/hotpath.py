@@ -9,12 +9,15 @@ the FastAPI app unchanged, so status codes and error bodies have one implementat
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.originals import OriginalService
 from server.thumbnails import ThumbnailService
 
+# The request headers the image routes read. ASGI servers lowercase header names.
+_READ_HEADERS = {
+    name.encode(): name for name in ("accept", "if-none-match", "if-modified-since", "range", "if-range")
+}
 # FastAPI's own pages: never originals.
 _APP_PATHS = frozenset({"/healthz", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
 
@@ -32,14 +35,13 @@ class HotPath:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
         path: str = scope["path"]
+        headers = _read_headers(scope)
         try:
             if path.startswith(self._prefix):
                 spec, slash, url_path = path[len(self._prefix) :].partition("/")
-                response = (
-                    self._thumbnails.respond_if_ready(spec, url_path, Headers(scope=scope)) if slash else None
-                )
-            elif path not in _APP_PATHS and "range" not in Headers(scope=scope):
-                response = await self._originals.respond(path[1:], Headers(scope=scope), method=scope["method"])
+                response = self._thumbnails.respond_if_ready(spec, url_path, headers) if slash else None
+            elif path not in _APP_PATHS and "range" not in headers:
+                response = await self._originals.respond(path[1:], headers, method=scope["method"])
             else:
                 response = None
         except Exception:
@@ -48,3 +50,13 @@ class HotPath:
         if response is None:
             return await self.app(scope, receive, send)
         await response(scope, receive, send)
+
+
+def _read_headers(scope: Scope) -> dict[str, str]:
+    """The few request headers the image routes use, in one pass over the raw list."""
+    found = {}
+    for name, value in scope["headers"]:
+        wanted = _READ_HEADERS.get(name)
+        if wanted is not None:
+            found[wanted] = value.decode("latin-1")
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import anyio
-from starlette.datastructures import Headers
+from collections.abc import Mapping
 from starlette.responses import FileResponse, Response
 
 from server.conditional import http_date, if_range_allows, is_not_modified, parse_range
@@ -59,7 +59,7 @@ class _RangedFileResponse(FileResponse):
 WHOLE_READ_BYTES = 4 * 1024 * 1024
 
 
-async def respond_original(source: Source, request_headers: Headers, *, cache_control: str, method: str = "GET") -> Response:
+async def respond_original(source: Source, request_headers: Mapping[str, str], *, cache_control: str, method: str = "GET") -> Response:
     """The 200, 206 or 304 answer for `source`; raises `RangeNotSatisfiable` for a 416.
 
     A small file is read before the status line is sent, checking it is still the version
@@ -104,7 +104,7 @@ class OriginalService:
         self._extensions = frozenset(settings.storage.extensions)
         self._cache_control = settings.http.cache_control_originals
 
-    async def respond(self, url_path: str, request_headers: Headers, *, method: str) -> Response:
+    async def respond(self, url_path: str, request_headers: Mapping[str, str], *, method: str) -> Response:
         """The answer for `url_path`; raises `NotFound`, `RangeNotSatisfiable` or `RenderUnavailable`."""
         for _attempt in range(2):
             # stat() of a file whose inode is cached costs microseconds: cheaper than a thread hop.

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import blake2b
 
-from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from cache import CoalescingCache
@@ -35,11 +35,35 @@ SOURCE_FAMILY = "source"
 
 @dataclass(frozen=True, slots=True)
 class Thumbnail:
-    """What the cache keeps: the encoded bytes and what the response needs to describe them."""
+    """What the cache keeps: the encoded bytes with the complete, already-encoded response heads.
+
+    Every header of a thumbnail's 200 and 304 follows from its cache key, so they are built
+    once per render and a cache hit only copies them out.
+    """
 
     body: bytes
-    media_type: str
-    extension: str
+    etag: str
+    head_200: list[tuple[bytes, bytes]]
+    head_304: list[tuple[bytes, bytes]]
+
+    def response(self, request_headers: Mapping[str, str], mtime: float) -> EncodedResponse:
+        if is_not_modified(request_headers, self.etag, mtime):
+            return EncodedResponse(304, self.head_304)
+        return EncodedResponse(200, self.head_200, self.body)
+
+
+class EncodedResponse(Response):
+    """A Response whose headers were encoded once, when the thumbnail was rendered.
+
+    Starlette's `__call__` sends `raw_headers` as they are; the list is copied so that nothing
+    downstream can change the cached one. The server drops the body of a HEAD response.
+    """
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+        self.status_code = status
+        self.raw_headers = list(headers)
+        self.body = body
+        self.background = None
 
 
 @dataclass(slots=True)
@@ -50,17 +74,25 @@ class _Plan:
     source: Source
     output_format: str | None
     key: tuple
-    headers: dict[str, str]
-    not_modified: bool
+    vary: bool
 
-    def response(self, thumbnail: Thumbnail) -> Response:
-        stem = self.source.name.rpartition(".")[0] or self.source.name
-        headers = {
-            **self.headers,
-            "Content-Disposition": content_disposition(f"{stem}_{self.spec.box_name}.{thumbnail.extension}"),
-            "X-Content-Type-Options": "nosniff",
-        }
-        return Response(thumbnail.body, media_type=thumbnail.media_type, headers=headers)
+    def validators(self) -> dict[str, str]:
+        """ETag, Last-Modified, Cache-Control (filled in by the caller) and Vary: the 304's headers."""
+        headers = {"etag": _etag(self.key), "last-modified": http_date(self.source.stat.st_mtime)}
+        if self.vary:
+            headers["vary"] = "Accept"
+        return headers
+
+    def not_modified(self, request_headers: Mapping[str, str], cache_control: str) -> EncodedResponse | None:
+        """The 304 for a request whose thumbnail is not cached, without any image work."""
+        validators = self.validators()
+        if not is_not_modified(request_headers, validators["etag"], self.source.stat.st_mtime):
+            return None
+        return EncodedResponse(304, _encode({**validators, "cache-control": cache_control}))
+
+
+def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
 class ThumbnailService:
@@ -82,7 +114,7 @@ class ThumbnailService:
         # Specs repeat endlessly on real traffic; invalid ones raise and are not memoised.
         self._parse = lru_cache(maxsize=1024)(lambda text: parse_spec(text, settings.thumbnails))
 
-    async def respond(self, spec_text: str, url_path: str, request_headers: Headers) -> Response:
+    async def respond(self, spec_text: str, url_path: str, request_headers: Mapping[str, str]) -> EncodedResponse:
         """The 200 or 304 for this request; raises the domain errors that `server.errors` maps."""
         try:
             return await self._respond(spec_text, url_path, request_headers)
@@ -93,36 +125,31 @@ class ThumbnailService:
             except SourceChanged:
                 raise RenderUnavailable("The source image is changing; try again shortly", retry_after=1) from None
 
-    def respond_if_ready(self, spec_text: str, url_path: str, request_headers: Headers) -> Response | None:
+    def respond_if_ready(self, spec_text: str, url_path: str, request_headers: Mapping[str, str]) -> EncodedResponse | None:
         """The 304 or cached 200 without awaiting anything, or `None` when a render is needed.
 
-        The cache-hit path: one stat (in `resolve`) and one dict lookup, no file read and no
-        hashing of bodies. Raises the same domain errors as `respond`.
+        The cache-hit path: one stat (in `resolve`) and one dict lookup, no file read, no
+        hashing of bodies, no header building. Raises the same domain errors as `respond`.
         """
         plan = self._plan(spec_text, url_path, request_headers)
-        if plan.not_modified:
-            return Response(status_code=304, headers=plan.headers)
         thumbnail = self.cache.get(plan.key)
-        return None if thumbnail is None else plan.response(thumbnail)
+        if thumbnail is not None:
+            return thumbnail.response(request_headers, plan.source.stat.st_mtime)
+        return plan.not_modified(request_headers, self._cache_control)
 
-    async def _respond(self, spec_text: str, url_path: str, request_headers: Headers) -> Response:
+    async def _respond(self, spec_text: str, url_path: str, request_headers: Mapping[str, str]) -> EncodedResponse:
         plan = self._plan(spec_text, url_path, request_headers)
-        if plan.not_modified:
-            return Response(status_code=304, headers=plan.headers)
+        if self.cache.get(plan.key) is None and (answer := plan.not_modified(request_headers, self._cache_control)):
+            return answer
         thumbnail = await self.cache.get_or_create(plan.key, lambda: self._render(plan))
-        return plan.response(thumbnail)
+        return thumbnail.response(request_headers, plan.source.stat.st_mtime)
 
-    def _plan(self, spec_text: str, url_path: str, request_headers: Headers) -> _Plan:
+    def _plan(self, spec_text: str, url_path: str, request_headers: Mapping[str, str]) -> _Plan:
         spec = self._parse(spec_text)
         source = resolve(self._root, url_path, self._extensions)
         output_format = spec.format or negotiate_format(request_headers.get("accept"), self._auto_formats)
         key = (source.relative, source.identity, spec.canonical, output_format or SOURCE_FAMILY)
-        etag = _etag(key)
-        headers = {"ETag": etag, "Last-Modified": http_date(source.stat.st_mtime), "Cache-Control": self._cache_control}
-        if spec.format is None and self._auto_formats:
-            headers["Vary"] = "Accept"
-        not_modified = is_not_modified(request_headers, etag, source.stat.st_mtime)
-        return _Plan(spec, source, output_format, key, headers, not_modified)
+        return _Plan(spec, source, output_format, key, vary=spec.format is None and bool(self._auto_formats))
 
     async def _render(self, plan: _Plan) -> Thumbnail:
         if plan.source.stat.st_size > self._limits.max_bytes:
@@ -138,7 +165,22 @@ class ThumbnailService:
         )
         self.renders += 1
         rendered = await self.pool.run(_read_and_render, plan.source, request, self._limits)
-        return Thumbnail(body=rendered.data, media_type=rendered.media_type, extension=EXTENSIONS[rendered.format])
+        return self._entry(plan, rendered)
+
+    def _entry(self, plan: _Plan, rendered: Rendered) -> Thumbnail:
+        validators = {**plan.validators(), "cache-control": self._cache_control}
+        stem = plan.source.name.rpartition(".")[0] or plan.source.name
+        filename = f"{stem}_{plan.spec.box_name}.{EXTENSIONS[rendered.format]}"
+        full = {
+            **validators,
+            "content-disposition": content_disposition(filename),
+            "x-content-type-options": "nosniff",
+            "content-type": rendered.media_type,
+            "content-length": str(len(rendered.data)),
+        }
+        return Thumbnail(
+            body=rendered.data, etag=validators["etag"], head_200=_encode(full), head_304=_encode(validators)
+        )
 
 
 def _read_and_render(source: Source, request: RenderRequest, limits: SourceLimits) -> Rendered:
@@ -154,5 +196,5 @@ def _etag(key: tuple) -> str:
 
 
 def thumbnail_size(thumbnail: Thumbnail) -> int:
-    """What one cache entry costs: its body (the rest is a few hundred bytes of overhead)."""
-    return len(thumbnail.body)
+    """What one cache entry costs: its body plus a fixed allowance for the heads and the key."""
+    return len(thumbnail.body) + 1024
