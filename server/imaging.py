@@ -226,7 +226,12 @@ def open_source(source: bytes, limits: SourceLimits) -> Image.Image:
         image = Image.open(BytesIO(source), formats=DECODERS)
     # SOS markers cannot occur inside entropy-coded data, so counting the bytes over-counts
     # only by chance matches in metadata: cheap, and conservative.
-    if isinstance(image, JpegImagePlugin.JpegImageFile) and source.count(b"\xff\xda") > MAX_JPEG_SCANS:
+    # Only progressive JPEGs have more than one scan: a baseline photo skips the byte scan.
+    if (
+        isinstance(image, JpegImagePlugin.JpegImageFile)
+        and image.info.get("progressive")
+        and source.count(b"\xff\xda") > MAX_JPEG_SCANS
+    ):
         raise UndecodableImage(f"JPEG with more than {MAX_JPEG_SCANS} scans")
     width, height = image.size
     if width * height > limits.max_pixels:
