@@ -40,7 +40,7 @@ class HotPath:
             if path.startswith(self._prefix):
                 spec, slash, url_path = path[len(self._prefix) :].partition("/")
                 response = self._thumbnails.respond_if_ready(spec, url_path, headers) if slash else None
-            elif path not in _APP_PATHS and "range" not in headers:
+            elif path.startswith("/") and path not in _APP_PATHS and "range" not in headers:
                 response = await self._originals.respond(path[1:], headers, method=scope["method"])
             else:
                 response = None
