@@ -77,20 +77,24 @@ def serve(settings: Settings) -> int:
     """Run uvicorn until it is told to stop (SIGINT/SIGTERM let in-flight requests finish)."""
     import uvicorn
 
+    from server.protocol import BoundedHttpToolsProtocol
+
     server = settings.server
+    workers = len(os.sched_getaffinity(0)) if server.workers == "auto" else server.workers
     options: dict[str, Any] = {
         "host": server.host,
         "port": server.port,
-        "workers": server.workers,
+        "workers": workers,
         "limit_concurrency": server.limit_concurrency,
         "timeout_keep_alive": server.timeout_keep_alive,
         "backlog": server.backlog,
         "h11_max_incomplete_event_size": server.h11_max_incomplete_event_size,
+        "http": BoundedHttpToolsProtocol if server.http == "httptools" else "h11",
         "access_log": server.access_log,
         "server_header": False,
         "timeout_graceful_shutdown": 30,
     }
-    if server.workers == 1:
+    if workers == 1:
         from server.app import create_app
 
         uvicorn.run(create_app(settings), **options)

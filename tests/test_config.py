@@ -23,7 +23,7 @@ class TestDefaults:
 
     def test_defaults(self, image_root: Path) -> None:
         settings = load_settings(None, environ={}, overrides={"storage": {"root": str(image_root)}})
-        assert (settings.server.host, settings.server.port, settings.server.workers) == ("127.0.0.1", 8000, 1)
+        assert (settings.server.host, settings.server.port, settings.server.workers) == ("127.0.0.1", 8000, "auto")
         assert settings.storage.extensions == ("jpg", "jpeg", "png", "webp", "gif", "avif", "tif", "tiff", "bmp")
         assert settings.cache.max_bytes == 268435456
         assert settings.thumbnails.prefix == "/thumb"

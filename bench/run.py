@@ -1,0 +1,289 @@
+"""`make bench`: our server and its peers measured side by side in one run.
+
+    .venv/bin/python bench/run.py [--quick] [--only SCENARIO ...] [--skip-peers] [--workers N]
+
+Builds (or reuses) the corpus, installs what the peers need, runs every scenario against every
+subject it lists with a fresh process each time, then prints the report and writes it to
+``bench/results/`` (``latest`` for a full run, ``quick`` or ``partial`` otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import tools
+from corpus import describe, ensure_corpus
+from load import LoadFailed, Target, probe, run_wrk
+from machine import ForeignLoad, cpu_busy_share, describe_machine
+from memory import RssSampler
+from peers import (
+    BENCH_DIR,
+    Environment,
+    HttpSubject,
+    InProcess,
+    OurServer,
+    TargetBroken,
+    build_subjects,
+)
+from process import StartFailed
+from render_loop import UNBOUNDED, PillowRender
+from report import Measurement, Memory, Report, write
+from scenarios import (
+    DEFAULT_CACHE_BYTES,
+    FULL,
+    MEMORY_ALLOWANCE_BYTES,
+    MEMORY_CACHE_BYTES,
+    MIB,
+    QUICK,
+    SCENARIOS,
+    Scenario,
+    Timing,
+    select,
+)
+
+# Distinct names per cold source: more than the fastest subject renders in one run.
+NAMES_24MP = 3000
+NAMES_2MP = 6000
+WARMUP_SHARE = 5  # a cold warm-up uses the first 1/WARMUP_SHARE of the names, the run the rest
+STATIC_PEERS = {"nginx", "starlette"}  # they serve thumb.jpg and original.jpg from a folder
+BUSY_WARNING = 0.15  # share of CPU time other processes may use before the run is flagged
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        scenarios = select(args.only)
+    except ValueError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
+    timing = QUICK if args.quick else FULL
+    corpus = ensure_corpus(BENCH_DIR / ".corpus", names_24mp=NAMES_24MP, names_2mp=NAMES_2MP)
+    with tempfile.TemporaryDirectory(prefix="thumbbench-") as scratch:
+        env = _environment(Path(scratch), corpus, timing, args.workers)
+        runner = Runner(env, scenarios, skip_peers=args.skip_peers)
+        report = runner.run()
+    report.settings["corpus"] = describe(corpus)
+    print()
+    print(report.markdown())
+    stem = "quick" if args.quick else "partial" if (args.only or args.skip_peers) else "latest"
+    for path in write(report, BENCH_DIR / "results", stem):
+        print(f"wrote {path.relative_to(BENCH_DIR.parent)}")
+    return 0
+
+
+class Runner:
+    """Installs the subjects the scenarios need, measures them, and collects the report."""
+
+    def __init__(self, env: Environment, scenarios: tuple[Scenario, ...], *, skip_peers: bool) -> None:
+        self.env = env
+        self.scenarios = scenarios
+        wanted = {name for scenario in scenarios for name in scenario.subjects}
+        if skip_peers:
+            wanted &= {"ours"}
+        self.subjects = {n: s for n, s in build_subjects(env).items() if n in wanted}
+        self.report = Report(
+            machine=describe_machine(), settings=_settings(env), versions={},
+            titles={scenario.key: scenario.title for scenario in SCENARIOS},
+        )
+
+    def run(self) -> Report:
+        """Every scenario against every subject still standing, in order."""
+        self._install()
+        self._check_idle()
+        if STATIC_PEERS & self.subjects.keys():
+            self.report.settings["thumb.jpg (static peers)"] = self._prepare_static()
+        for scenario in self.scenarios:
+            print(f"\n== {scenario.title}", flush=True)
+            for name in scenario.subjects:
+                if name in self.subjects:
+                    self._measure(self.subjects[name], scenario)
+        self.report.versions.update(self._versions())
+        return self.report
+
+    def _install(self) -> None:
+        debian = tools.Debian()
+        if any(isinstance(s, HttpSubject) for s in self.subjects.values()):
+            try:
+                debian.ensure("wrk")
+            except tools.Unavailable as error:
+                self._skip("wrk (every HTTP subject)", str(error))
+                self.subjects = {n: s for n, s in self.subjects.items() if isinstance(s, InProcess)}
+        for name, subject in list(self.subjects.items()):
+            try:
+                subject.install(debian)
+            except tools.Unavailable as error:
+                self._skip(subject.label, str(error))
+                del self.subjects[name]
+
+    def _check_idle(self) -> None:
+        """Record how busy the machine was before the first scenario; warn when others load it."""
+        busy = cpu_busy_share()
+        self.report.machine["CPU busy just before the run"] = f"{busy:.0%}"
+        if busy > BUSY_WARNING:
+            print(f"warning: the CPU was {busy:.0%} busy before the run (other processes); "
+                  "the figures will be low and noisy", flush=True)
+
+    def _prepare_static(self) -> str:
+        """Fill the static folder; return where ``thumb.jpg`` came from.
+
+        ``thumb.jpg`` holds the very bytes our server caches for the hit scenario, so nginx and
+        the Starlette ceiling serve the same payload; Pillow renders it if our server is absent.
+        """
+        static = self.env.static_dir
+        _link_or_copy(self.env.corpus.original, static / "original.jpg")
+        ours = self.subjects.get("ours")
+        body, source = None, "rendered by Pillow (our server unavailable)"
+        if isinstance(ours, OurServer):
+            body = _fetch_hit_thumbnail(ours)
+            source = "fetched from our server" if body else source
+        if body is None:
+            body, _ = PillowRender()(str(self.env.corpus.hit_source), (320, UNBOUNDED))
+        (static / "thumb.jpg").write_bytes(body)
+        return f"{len(body):,} bytes, {source}"
+
+    def _measure(self, subject: HttpSubject | InProcess, scenario: Scenario) -> None:
+        try:
+            if isinstance(subject, InProcess):
+                row = self._measure_in_process(subject, scenario)
+            else:
+                row = self._measure_http(subject, scenario)
+        except StartFailed as error:
+            self._skip(subject.label, f"did not start: {error}")
+            del self.subjects[subject.name]
+            return
+        except (TargetBroken, LoadFailed) as error:
+            self._skip(f"{subject.label} in {scenario.key}", str(error))
+            return
+        self.report.rows.append(row)
+        failed = f", {row.failed} FAILED" if row.failed else ""
+        print(f"   {subject.label:24} {row.rate:10,.1f} req/s  p50 {row.p50_ms:8.2f} ms  "
+              f"p99 {row.p99_ms:8.2f} ms  RSS {row.peak_rss / 1e6:6.0f} MB{failed}", flush=True)
+
+    def _measure_http(self, subject: HttpSubject, scenario: Scenario) -> Measurement:
+        seconds = scenario.seconds(self.env.timing)
+        with subject.serving(scenario) as running:
+            warmup, measured = _split(subject.target(scenario, running.base_url))
+            run_wrk(running.base_url, warmup, concurrency=scenario.concurrency,
+                    seconds=self.env.timing.warmup)
+            with RssSampler(running.pid) as rss, ForeignLoad() as foreign:
+                result = run_wrk(running.base_url, measured, concurrency=scenario.concurrency,
+                                 seconds=seconds)
+            notes = self._server_notes(subject, scenario, running.base_url, rss.peak.process)
+        return Measurement(
+            scenario=scenario.key, subject=subject.name, label=subject.label,
+            concurrency=scenario.concurrency, rate=result.rate, p50_ms=result.p50_ms,
+            p99_ms=result.p99_ms, peak_rss=rss.peak.tree, process_rss=rss.peak.process,
+            requests=result.requests, failed=result.failed, reused_urls=result.reused_urls,
+            foreign_cpu=foreign.foreign, notes=notes,
+        )
+
+    def _server_notes(self, subject: HttpSubject, scenario: Scenario, base_url: str,
+                      process_rss: int) -> tuple[str, ...]:
+        """Our server's own counters: cache hits in a cold run, the memory scenario's figures."""
+        if not isinstance(subject, OurServer):
+            return ()
+        cache = OurServer.stats(base_url).get("cache", {})
+        notes = []
+        if scenario.cold and cache.get("hits"):
+            notes.append(f"{cache['hits']} cache hits in a cold run")
+        if scenario.key == "memory":
+            self.report.memory = Memory(
+                process_rss=process_rss, cache_bytes=cache.get("bytes", 0),
+                cache_max_bytes=subject.cache_bytes(scenario), allowance=MEMORY_ALLOWANCE_BYTES,
+            )
+            notes.append(f"{cache.get('bytes', 0) / 1e6:.1f} MB in cache at the end")
+        return tuple(notes)
+
+    def _measure_in_process(self, subject: InProcess, scenario: Scenario) -> Measurement:
+        with ForeignLoad() as foreign:
+            rendered = subject.render(scenario)
+        return Measurement(
+            scenario=scenario.key, subject=subject.name, label=subject.label,
+            concurrency=self.env.nproc, rate=rendered.images / rendered.seconds,
+            p50_ms=rendered.p50_ms, p99_ms=rendered.p99_ms, peak_rss=rendered.peak_rss,
+            process_rss=rendered.peak_rss, requests=rendered.images,
+            reused_urls=rendered.reused_names, foreign_cpu=foreign.foreign,
+            notes=("in process, no HTTP; threads = cores",),
+        )
+
+    def _versions(self) -> dict[str, str]:
+        versions = {s.label: s.version() for s in self.subjects.values()}
+        if any(isinstance(s, HttpSubject) for s in self.subjects.values()):
+            versions["wrk"] = tools.version_of(["wrk", "-v"])
+        return versions
+
+    def _skip(self, what: str, reason: str) -> None:
+        line = f"skip: {what} — {reason}"
+        print(line, flush=True)
+        self.report.skips.append(line)
+
+
+def _fetch_hit_thumbnail(ours: OurServer) -> bytes | None:
+    hit = next(scenario for scenario in SCENARIOS if scenario.key == "hit")
+    try:
+        with ours.serving(hit) as running:
+            answer = probe(running.base_url + ours.hit_path)
+    except (StartFailed, OSError):
+        return None
+    return answer.body if answer.status == 200 else None
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:  # another file system
+        shutil.copyfile(source, destination)
+
+
+def _split(target: Target) -> tuple[Target, Target]:
+    """(warm-up, measured) targets: disjoint name ranges when cold, the same target otherwise."""
+    if not target.pattern:
+        return target, target
+    warm = target.count // WARMUP_SHARE
+    return target.shifted(target.first, warm), target.shifted(target.first + warm, target.count - warm)
+
+
+def _environment(scratch: Path, corpus, timing: Timing, workers: int) -> Environment:
+    static = scratch / "static"
+    static.mkdir()
+    return Environment(
+        nproc=os.cpu_count() or 1, corpus=corpus, workdir=scratch, static_dir=static,
+        venvs=BENCH_DIR / ".venvs", workers=workers, timing=timing,
+    )
+
+
+def _settings(env: Environment) -> dict[str, str]:
+    timing = env.timing
+    return {
+        "mode": "quick" if timing == QUICK else "full",
+        "durations": f"{timing.seconds:g} s per run after {timing.warmup:g} s warm-up; "
+                     f"memory {timing.memory_seconds:g} s",
+        "load": "wrk, 1 thread, keep-alive, 127.0.0.1; a fresh server process per row",
+        "our server": f"{env.workers} uvicorn worker(s), limits.render_workers {env.nproc}, "
+                      f"cache.max_bytes {DEFAULT_CACHE_BYTES // MIB} MiB "
+                      f"(memory scenario: {MEMORY_CACHE_BYTES // MIB} MiB)",
+        "Starlette ceiling": f"{env.workers} uvicorn worker(s), bytes from memory",
+        "nginx": f"worker_processes {env.nproc}, sendfile, access_log off",
+        "thumbor": f"file loader, no storage, ENGINE_THREADPOOL_SIZE {env.nproc}, "
+                   "result storage only for hit",
+    }
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Benchmark the thumbnail server against its peers.")
+    parser.add_argument("--quick", action="store_true", help="short runs, for smoke testing")
+    parser.add_argument("--only", nargs="+", metavar="SCENARIO",
+                        help=f"run only these ({', '.join(s.key for s in SCENARIOS)})")
+    parser.add_argument("--skip-peers", action="store_true", help="measure our server alone")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="uvicorn workers of our server and the Starlette ceiling (default 1)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
