@@ -280,8 +280,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", metavar="SCENARIO",
                         help=f"run only these ({', '.join(s.key for s in SCENARIOS)})")
     parser.add_argument("--skip-peers", action="store_true", help="measure our server alone")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="uvicorn workers of our server and the Starlette ceiling (default 1)")
+    cores = len(os.sched_getaffinity(0))
+    parser.add_argument("--workers", type=int, default=cores,
+                        help="uvicorn workers of our server and the Starlette ceiling "
+                             f"(default: one per core, {cores} here, as server.workers: auto)")
     return parser.parse_args(argv)
 
 
