@@ -99,15 +99,29 @@ def _parse_range_spec(spec: str, size: int) -> tuple[int, int] | None | bool:
     if first == "":
         if last == "":
             return False
-        suffix = int(last)
+        suffix = _position(last)
         return (max(size - suffix, 0), size) if suffix > 0 and size > 0 else None
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return False
     if start >= size:
         return None
-    end = min(int(last) + 1, size) if last else size
+    end = min(_position(last) + 1, size) if last else size
     return (start, end)
+
+
+# Larger than any file: a position with more significant digits than this means "past the end".
+_BEYOND_ANY_FILE = 10**20
+
+
+def _position(digits: str) -> int:
+    """A byte position from ASCII digits of any length.
+
+    int() refuses strings of over 4,300 digits (ValueError, CVE-2020-10735), and a client may send
+    a million: every position past 20 significant digits is simply beyond the end of any file.
+    """
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= 20 else _BEYOND_ANY_FILE
 
 
 def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -45,8 +45,11 @@ DECODERS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "TIFF", "BMP")
 SOURCE_FAMILIES = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "GIF": "png", "WEBP": "webp", "AVIF": "avif"}
 
 # Exceptions Pillow's decoders raise on malformed input (fuzzing finds all of these).
+# RuntimeError: libavif's "Failed to decode frame 0: Decoding of color planes failed" and
+# "Missing or empty image item" on a corrupt AVIF (tests/fuzz/fuzz_render.py found it).
 DECODE_ERRORS = (
-    OSError, ValueError, SyntaxError, struct.error, EOFError, ZeroDivisionError, IndexError, KeyError, TypeError
+    OSError, ValueError, SyntaxError, struct.error, EOFError, ZeroDivisionError, IndexError, KeyError, TypeError,
+    RuntimeError,
 )
 
 # A progressive JPEG may repeat scans without limit, and each one costs a pass over every

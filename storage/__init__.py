@@ -3,6 +3,6 @@
 Knows nothing of HTTP: it returns data (`Source`) or raises `NotFound`; the server picks statuses.
 """
 
-from storage.files import NotFound, Source, SourceChanged, read_source, resolve
+from storage.files import NotFound, Source, SourceChanged, identity_of, open_regular, read_source, resolve
 
-__all__ = ["NotFound", "Source", "SourceChanged", "read_source", "resolve"]
+__all__ = ["NotFound", "Source", "SourceChanged", "identity_of", "open_regular", "read_source", "resolve"]

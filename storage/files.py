@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 
 class NotFound(Exception):
@@ -17,7 +19,7 @@ class NotFound(Exception):
 
 
 class SourceChanged(Exception):
-    """The file was replaced or modified between `resolve` and `read_source`."""
+    """The file was replaced or modified between `resolve` and reading it, or while it was read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,22 +105,60 @@ def _check_lexically(url_path: str, extensions: frozenset[str] | set[str] | tupl
     return segments
 
 
+# O_NONBLOCK: a FIFO put in the file's place after `resolve` must not block open() forever
+# (it has no effect on regular files). O_NOFOLLOW: `Source.path` had no symlink as its last
+# component when it was resolved, so one there now was swapped in since; refuse it.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# What open() says about a path that is no longer a servable file (ELOOP: a symlink swapped in).
+# Other errors (EMFILE, EIO…) are the server's own trouble, not a missing file, and propagate.
+_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.ELOOP, errno.EISDIR,
+                   errno.ENXIO, errno.ENAMETOOLONG})
+
+
+def open_regular(source: Source) -> tuple[BinaryIO, os.stat_result]:
+    """Open the file `source` names and return it with the stat of the open descriptor.
+
+    The descriptor is what will be read, so its `fstat` (not the earlier stat of the path)
+    describes the bytes. Raises `NotFound` when the file has vanished, became unreadable, or is
+    no longer a regular file. The caller closes the file.
+    """
+    try:
+        descriptor = os.open(source.path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno in _GONE:
+            raise NotFound(f"{source.relative!r}: {exc.strerror}") from None
+        raise
+    try:
+        st = os.fstat(descriptor)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(f"{source.relative!r} is no longer a regular file")
+        return os.fdopen(descriptor, "rb"), st
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def identity_of(st: os.stat_result) -> tuple[int, int]:
+    """The (size, mtime_ns) pair that names one version of a file (see `Source.identity`)."""
+    return (st.st_size, st.st_mtime_ns)
+
+
 def read_source(source: Source, *, max_bytes: int) -> bytes:
     """Read the whole file, checking it is still the version `source` describes.
 
     Raises `NotFound` when it vanished or became unreadable, and `SourceChanged` when its
-    size or mtime differ from `source.identity` (a replace or an in-place write happened since
-    `resolve`): the caller must not cache or label such bytes with the old identity. Reads at
-    most `max_bytes + 1` bytes so a file that grew cannot exhaust memory.
+    size or mtime differ from `source.identity` before or after the read (a replace or an
+    in-place write happened since `resolve`, or during the read): the caller must not cache or
+    label such bytes with the old identity. Reads at most `max_bytes + 1` bytes so a file that
+    grew cannot exhaust memory.
     """
-    try:
-        with open(source.path, "rb") as file:
-            st = os.fstat(file.fileno())
-            if (st.st_size, st.st_mtime_ns) != source.identity:
-                raise SourceChanged(source.relative)
-            data = file.read(max_bytes + 1)
-            if len(data) != min(st.st_size, max_bytes + 1):
-                raise SourceChanged(source.relative)
-    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        raise NotFound(f"{source.relative!r}: {exc.strerror}") from None
+    file, st = open_regular(source)
+    with file:
+        if identity_of(st) != source.identity:
+            raise SourceChanged(source.relative)
+        data = file.read(max_bytes + 1)
+        # A write during the read changes the mtime (or the size) that fstat reports now.
+        if len(data) != min(st.st_size, max_bytes + 1) or identity_of(os.fstat(file.fileno())) != source.identity:
+            raise SourceChanged(source.relative)
     return data
