@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,11 @@ def serve(settings: Settings) -> int:
         "timeout_keep_alive": server.timeout_keep_alive,
         "backlog": server.backlog,
         "h11_max_incomplete_event_size": server.h11_max_incomplete_event_size,
-        "http": BoundedHttpToolsProtocol if server.http == "httptools" else "h11",
+        "http": (
+            partial(BoundedHttpToolsProtocol, head_timeout=server.timeout_request_head)
+            if server.http == "httptools"
+            else "h11"
+        ),
         "access_log": server.access_log,
         "server_header": False,
         "timeout_graceful_shutdown": 30,

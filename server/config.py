@@ -44,6 +44,8 @@ class ServerSettings(_Section):
     # Bounds on what slow or numerous clients can hold (uvicorn settings).
     limit_concurrency: PositiveInt = 1000
     timeout_keep_alive: PositiveInt = 5
+    # Seconds a request line and headers may take to arrive (httptools only): then 408.
+    timeout_request_head: Annotated[float, Field(gt=0)] = 10.0
     backlog: PositiveInt = 2048
     h11_max_incomplete_event_size: PositiveInt = 16384
     # httptools parses about twice as fast as h11. On its own it buffers a request head of any

@@ -1,18 +1,32 @@
-"""uvicorn's httptools protocol with a bound on the request head, which h11 has and httptools lacks.
+"""uvicorn's httptools protocol with bounds on the request head that neither parser has alone.
 
 httptools (llhttp) parses about twice as fast as h11, but buffers a request line and headers
 of any size: one 20 MB header costs 20 MB for as long as the client keeps trickling it. This
 protocol counts the bytes received while a request head is incomplete and answers 431 (then
 closes) past `server.h11_max_incomplete_event_size`, the same bound h11 enforces.
+
+uvicorn also has no deadline for a request head still arriving (slowloris): enough clients
+trickling one header byte a second hold every `limit_concurrency` slot for ever. Here a head
+must be complete within `server.timeout_request_head` seconds of the connection opening or
+of the request's first byte, or the client gets 408 and the connection is closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _BODY = json.dumps({"detail": "Request Header Fields Too Large"}).encode()
+_BODY_408 = json.dumps({"detail": "Request Timeout"}).encode()
+_RESPONSE_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: application/json\r\n"
+    b"cache-control: no-store\r\n"
+    b"content-length: " + str(len(_BODY_408)).encode() + b"\r\n"
+    b"connection: close\r\n\r\n" + _BODY_408
+)
 _RESPONSE_431 = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
     b"content-type: application/json\r\n"
@@ -30,11 +44,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     chunk, so the bound holds to within one read (64 KiB), never more.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, head_timeout: float = 10.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._head_limit = self.config.h11_max_incomplete_event_size
         self._head_bytes = 0
         self._in_head = False
+        self._head_timeout = head_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -48,8 +72,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._in_head = True
         self._head_bytes = 0
+        self._arm_head_timer()
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._cancel_head_timer()
         super().on_headers_complete()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self._in_head or self.cycle is None:
+            # Nothing or part of a head arrived in time. An idle keep-alive connection
+            # (between requests) is uvicorn's timeout_keep_alive's business, not ours.
+            self.transport.write(_RESPONSE_408)
+            self.transport.close()

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,14 +35,17 @@ class LiveServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> LiveServer:
+        # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks it.
+        self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            self.command, env=self.env, cwd=Path(__file__).parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            self.command, env=self.env, cwd=Path(__file__).parent, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stdout.read().decode(errors='replace')}")
+                self.log.seek(0)
+                raise RuntimeError(f"server exited: {self.log.read().decode(errors='replace')}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -52,6 +56,7 @@ class LiveServer:
 
     def __exit__(self, *exc_info: object) -> None:
         if self.process is None or self.process.poll() is not None:
+            self.log.close()
             return
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
@@ -59,3 +64,4 @@ class LiveServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        self.log.close()

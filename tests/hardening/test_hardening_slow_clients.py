@@ -166,13 +166,14 @@ def tight_server(tmp_path: Path):
     (root / "small.jpg").write_bytes(SMALL)
     config = write_config(tmp_path / "config.yaml", server={
         "limit_concurrency": 20, "timeout_keep_alive": 1, "h11_max_incomplete_event_size": 4096, "backlog": 64,
+        "timeout_request_head": 1.5,
     })
     with LoggedServer(config, root, log=tmp_path / "server.log") as live:
         yield live
 
 
 class TestConfiguredBounds:
-    """server.limit_concurrency, timeout_keep_alive and h11_max_incomplete_event_size reach uvicorn."""
+    """limit_concurrency, timeout_keep_alive, timeout_request_head and the head size reach the server."""
 
     def test_limit_concurrency_answers_503_beyond_it(self, tight_server: LoggedServer) -> None:
         with Trickler(tight_server.port, 25, interval=0.5):
@@ -185,6 +186,27 @@ class TestConfiguredBounds:
             assert time.monotonic() < deadline, after.status
             time.sleep(0.1)
         assert after.body == SMALL
+
+    def test_head_trickled_past_its_deadline_gets_408(self, tight_server: LoggedServer) -> None:
+        with socket.create_connection(("127.0.0.1", tight_server.port), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET /small.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            try:
+                for _ in range(40):
+                    sock.sendall(b"X: y\r\n")  # a few bytes every 0.1 s: small, but never done
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert 1.0 <= time.monotonic() - started < 4.5
+
+    def test_connection_that_sends_nothing_is_closed(self, tight_server: LoggedServer) -> None:
+        with socket.create_connection(("127.0.0.1", tight_server.port), timeout=10) as sock:
+            started = time.monotonic()
+            assert sock.recv(65536).startswith(b"HTTP/1.1 408")
+            assert sock.recv(1) == b""
+        assert time.monotonic() - started < 3
 
     def test_idle_keep_alive_is_closed(self, tight_server: LoggedServer) -> None:
         with socket.create_connection(("127.0.0.1", tight_server.port), timeout=5) as sock:
