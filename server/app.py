@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from cache import CoalescingCache
+from server import imaging
 from server.config import Settings
 from server.errors import exception_handlers
 from server.hotpath import HotPath
@@ -16,7 +18,7 @@ from server.rendering import RenderPool
 from server.thumbnails import ThumbnailService, thumbnail_size
 
 _IMAGE_CONTENT = {media_type: {} for media_type in sorted(set(MEDIA_TYPES.values()))}
-_THUMBNAIL_CONTENT = {f"image/{name}": {} for name in ("jpeg", "png", "webp", "avif")}
+_THUMBNAIL_CONTENT = {media_type: {} for media_type in imaging.MEDIA_TYPES.values()}
 _ERROR_CONTENT = {"application/json": {"example": {"detail": "Not Found"}}}
 
 
@@ -53,12 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/healthz", response_class=JSONResponse, tags=["service"])
     async def healthz() -> JSONResponse:
         """Liveness: answers while the event loop runs."""
-        stats = thumbnails.cache.stats()
         body = {
             "status": "ok",
-            "cache": {"entries": stats.entries, "bytes": stats.bytes, "max_bytes": stats.max_bytes,
-                      "hits": stats.hits, "misses": stats.misses, "evictions": stats.evictions,
-                      "coalesced": stats.coalesced, "oversize": stats.oversize},
+            "cache": asdict(thumbnails.cache.stats()),
             "renders": {"started": thumbnails.renders, "in_flight": pool.in_flight},
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})

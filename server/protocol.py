@@ -18,22 +18,18 @@ import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_BODY = json.dumps({"detail": "Request Header Fields Too Large"}).encode()
-_BODY_408 = json.dumps({"detail": "Request Timeout"}).encode()
-_RESPONSE_408 = (
-    b"HTTP/1.1 408 Request Timeout\r\n"
-    b"content-type: application/json\r\n"
-    b"cache-control: no-store\r\n"
-    b"content-length: " + str(len(_BODY_408)).encode() + b"\r\n"
-    b"connection: close\r\n\r\n" + _BODY_408
-)
-_RESPONSE_431 = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: application/json\r\n"
-    b"cache-control: no-store\r\n"
-    b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
-    b"connection: close\r\n\r\n" + _BODY
-)
+
+def _closing_error(status: int, reason: str) -> bytes:
+    """A complete JSON error response that announces the connection's close."""
+    body = json.dumps({"detail": reason}).encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncache-control: no-store\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+_RESPONSE_408 = _closing_error(408, "Request Timeout")
+_RESPONSE_431 = _closing_error(431, "Request Header Fields Too Large")
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):

@@ -125,24 +125,29 @@ class ThumbnailService:
             except SourceChanged:
                 raise RenderUnavailable("The source image is changing; try again shortly", retry_after=1) from None
 
-    def respond_if_ready(self, spec_text: str, url_path: str, request_headers: Mapping[str, str]) -> EncodedResponse | None:
+    def respond_if_ready(
+        self, spec_text: str, url_path: str, request_headers: Mapping[str, str]
+    ) -> EncodedResponse | None:
         """The 304 or cached 200 without awaiting anything, or `None` when a render is needed.
 
         The cache-hit path: one stat (in `resolve`) and one dict lookup, no file read, no
         hashing of bodies, no header building. Raises the same domain errors as `respond`.
         """
+        return self._ready(self._plan(spec_text, url_path, request_headers), request_headers)
+
+    async def _respond(self, spec_text: str, url_path: str, request_headers: Mapping[str, str]) -> EncodedResponse:
         plan = self._plan(spec_text, url_path, request_headers)
+        ready = self._ready(plan, request_headers)
+        if ready is not None:
+            return ready
+        thumbnail = await self.cache.get_or_create(plan.key, lambda: self._render(plan))
+        return thumbnail.response(request_headers, plan.source.stat.st_mtime)
+
+    def _ready(self, plan: _Plan, request_headers: Mapping[str, str]) -> EncodedResponse | None:
         thumbnail = self.cache.get(plan.key)
         if thumbnail is not None:
             return thumbnail.response(request_headers, plan.source.stat.st_mtime)
         return plan.not_modified(request_headers, self._cache_control)
-
-    async def _respond(self, spec_text: str, url_path: str, request_headers: Mapping[str, str]) -> EncodedResponse:
-        plan = self._plan(spec_text, url_path, request_headers)
-        if self.cache.get(plan.key) is None and (answer := plan.not_modified(request_headers, self._cache_control)):
-            return answer
-        thumbnail = await self.cache.get_or_create(plan.key, lambda: self._render(plan))
-        return thumbnail.response(request_headers, plan.source.stat.st_mtime)
 
     def _plan(self, spec_text: str, url_path: str, request_headers: Mapping[str, str]) -> _Plan:
         spec = self._parse(spec_text)

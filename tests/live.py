@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -33,19 +34,20 @@ class LiveServer:
         self.command = command
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
+        self._output: IO[bytes] | None = None
 
     def __enter__(self) -> LiveServer:
         # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks it.
-        self.log = tempfile.TemporaryFile()
+        self._output = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            self.command, env=self.env, cwd=Path(__file__).parent, stdout=self.log, stderr=subprocess.STDOUT,
+            self.command, env=self.env, cwd=Path(__file__).parent, stdout=self._output, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"server exited: {self.log.read().decode(errors='replace')}")
+                self._output.seek(0)
+                raise RuntimeError(f"server exited: {self._output.read().decode(errors='replace')}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -56,7 +58,7 @@ class LiveServer:
 
     def __exit__(self, *exc_info: object) -> None:
         if self.process is None or self.process.poll() is not None:
-            self.log.close()
+            self._close_output()
             return
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
@@ -64,4 +66,8 @@ class LiveServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-        self.log.close()
+        self._close_output()
+
+    def _close_output(self) -> None:
+        if self._output is not None:
+            self._output.close()
