@@ -39,11 +39,12 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     landscape((1600, 1067), seed=1).save(OUT / "landscape.jpg", quality=85)
 
-    # Stored sideways with EXIF orientation 6: viewers (and thumbnails) show it as portrait.
-    portrait = landscape((1200, 900), seed=2)
+    # An upright portrait scene stored turned a quarter to the left, with EXIF orientation 6
+    # ("turn right to view"), as cameras write it: viewers and thumbnails show it upright.
+    upright = landscape((900, 1200), seed=2)
     exif = Image.Exif()
     exif[0x0112] = 6
-    portrait.save(OUT / "portrait.jpg", quality=85, exif=exif)
+    upright.transpose(Image.Transpose.ROTATE_90).save(OUT / "portrait.jpg", quality=85, exif=exif)
 
     logo = Image.new("RGBA", (600, 400), (0, 0, 0, 0))
     draw = ImageDraw.Draw(logo)
