@@ -99,7 +99,6 @@ class ThumbnailService:
     """Answers thumbnail requests from the cache, rendering (once per key) on a miss."""
 
     def __init__(self, settings: Settings, *, cache: CoalescingCache[Thumbnail], pool: RenderPool) -> None:
-        self._settings = settings
         self._root = str(settings.storage.root)
         self._extensions = frozenset(settings.storage.extensions)
         self._auto_formats = settings.thumbnails.auto_formats
