@@ -36,7 +36,7 @@ class Source:
 
     @property
     def identity(self) -> tuple[int, int]:
-        return (self.stat.st_size, self.stat.st_mtime_ns)
+        return identity_of(self.stat)
 
     @property
     def name(self) -> str:
