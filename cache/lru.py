@@ -84,6 +84,10 @@ class CoalescingCache(Generic[V]):
         except ValueError:
             self._oversize += 1
 
+    def clear(self) -> None:
+        """Forget every entry (productions in flight still finish and are kept)."""
+        self._lru.clear()
+
     def stats(self) -> CacheStats:
         return CacheStats(
             entries=len(self._lru),

@@ -1,107 +1,73 @@
-"""The application factory: routes, error handlers and the objects they share."""
+"""The composition root: settings in, the ASGI app out. The only module besides `cli` that
+reads `Settings`; every other area gets small frozen objects built here."""
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 
 from cache import CoalescingCache
-from server import imaging
 from server.config import Settings
-from server.errors import exception_handlers
-from server.hotpath import HotPath
-from server.originals import MEDIA_TYPES, OriginalService
-from server.rendering import RenderPool
-from server.thumbnails import ThumbnailService, thumbnail_size
-
-_IMAGE_CONTENT = {media_type: {} for media_type in sorted(set(MEDIA_TYPES.values()))}
-_THUMBNAIL_CONTENT = {media_type: {} for media_type in imaging.MEDIA_TYPES.values()}
-_ERROR_CONTENT = {"application/json": {"example": {"detail": "Not Found"}}}
+from server.http.images import CacheControl, ImageHandler
+from server.http.responses import entry_maker, entry_size
+from server.http.routes import build_app, reserved_segments
+from server.http.urls import URLClassifier
+from server.imaging import EncoderSettings, SourceLimits
+from server.thumbnails import Preset, RenderPool, SpecRules, ThumbnailOptions, ThumbnailService
+from storage import FileStore
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the ASGI app for `settings`. All state lives on the app; nothing is global."""
-    originals = OriginalService(settings)
+def thumbnail_options(settings: Settings) -> ThumbnailOptions:
+    thumbnails = settings.thumbnails
+    return ThumbnailOptions(
+        rules=SpecRules(
+            max_width=thumbnails.max_width,
+            max_height=thumbnails.max_height,
+            allowed_sizes=thumbnails.allowed_sizes,
+            presets={name: Preset(p.width, p.height, p.fit) for name, p in thumbnails.presets.items()},
+        ),
+        auto_formats=thumbnails.auto_formats,
+        encoder=EncoderSettings(qualities=thumbnails.quality.model_dump()),
+        limits=SourceLimits(max_pixels=settings.limits.max_source_pixels, max_bytes=settings.limits.max_source_bytes),
+    )
 
+
+def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
+    """Build the ASGI app for `settings`. All state lives on the app; nothing is global.
+
+    `front=False` serves image URLs through the FastAPI routes only (for the parity tests).
+    """
+    originals = FileStore(settings.storage.root, settings.storage.extensions)
     pool = RenderPool(
         workers=settings.limits.render_workers,
         queue=settings.limits.render_queue,
         timeout_s=settings.limits.render_timeout_s,
     )
-    thumbnails = ThumbnailService(
-        settings, cache=CoalescingCache(settings.cache.max_bytes, sizeof=thumbnail_size), pool=pool
+    cache_control = CacheControl(
+        originals=settings.http.cache_control_originals, thumbnails=settings.http.cache_control_thumbnails
     )
+    thumbnails = ThumbnailService(
+        thumbnail_options(settings),
+        originals=originals,
+        pool=pool,
+        memory=CoalescingCache(settings.cache.max_bytes, sizeof=entry_size),
+        make_entry=entry_maker(cache_control.thumbnails),
+    )
+    classifier = URLClassifier(thumbnail_prefix=settings.thumbnails.prefix, reserved=())
+    images = ImageHandler(classifier=classifier, originals=originals, thumbnails=thumbnails, cache_control=cache_control)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Routes added after create_app (before start) own their first segments too.
+        classifier.reserve(reserved_segments(app.routes))
         yield
+        await thumbnails.close()
         pool.shutdown()
 
-    app = FastAPI(
-        title="thumbserver",
-        summary="Originals from disk and thumbnails on demand.",
-        lifespan=lifespan,
-        # No OpenTelemetry here: skip its per-request checks on the hot path.
-        telemetry={"tracing": False, "metrics": False, "logs": False},
-        exception_handlers=exception_handlers(),
+    app = build_app(
+        images=images, thumbnails=thumbnails, thumbnail_prefix=settings.thumbnails.prefix, lifespan=lifespan, front=front
     )
-    app.add_middleware(HotPath, thumbnails=thumbnails, originals=originals, prefix=settings.thumbnails.prefix)
     app.state.settings = settings
     app.state.thumbnails = thumbnails
-
-    @app.get("/healthz", response_class=JSONResponse, tags=["service"])
-    async def healthz() -> JSONResponse:
-        """Liveness: answers while the event loop runs."""
-        body = {
-            "status": "ok",
-            "cache": asdict(thumbnails.cache.stats()),
-            "renders": {"started": thumbnails.renders, "in_flight": pool.in_flight},
-        }
-        return JSONResponse(body, headers={"Cache-Control": "no-store"})
-
-    async def thumbnail(spec: str, path: str, request: Request) -> Response:
-        """A thumbnail of `{root}/{path}` as `{spec}` describes it (see the README's grammar)."""
-        return await thumbnails.respond(spec, path, request.headers)
-
-    _add_get_and_head(
-        app,
-        settings.thumbnails.prefix + "/{spec}/{path:path}",
-        thumbnail,
-        summary="A thumbnail made on demand",
-        responses={
-            200: {"content": _THUMBNAIL_CONTENT, "description": "The encoded thumbnail."},
-            304: {"description": "Not modified."},
-            400: {"content": _ERROR_CONTENT, "description": "Bad spec or size."},
-            404: {"content": _ERROR_CONTENT, "description": "No such image."},
-            422: {"content": _ERROR_CONTENT, "description": "The source cannot be made into a thumbnail."},
-            503: {"content": _ERROR_CONTENT, "description": "Render queue full or render too slow."},
-        },
-    )
-
-    async def original(path: str, request: Request) -> Response:
-        """The original file `{root}/{path}`, with conditional and range requests."""
-        return await originals.respond(path, request.headers, method=request.method)
-
-    _add_get_and_head(
-        app,
-        "/{path:path}",
-        original,
-        summary="An original image",
-        responses={
-            200: {"content": _IMAGE_CONTENT, "description": "The file."},
-            206: {"content": _IMAGE_CONTENT, "description": "The requested byte ranges."},
-            304: {"description": "Not modified."},
-            404: {"content": _ERROR_CONTENT, "description": "No such image."},
-            416: {"content": _ERROR_CONTENT, "description": "Range not satisfiable."},
-        },
-    )
     return app
-
-
-def _add_get_and_head(app: FastAPI, path: str, endpoint, **options) -> None:
-    """GET documented in OpenAPI, HEAD served by the same endpoint (one operation id each)."""
-    app.add_api_route(path, endpoint, methods=["GET"], response_class=Response, tags=["images"], **options)
-    app.add_api_route(path, endpoint, methods=["HEAD"], response_class=Response, include_in_schema=False)

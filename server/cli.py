@@ -78,7 +78,7 @@ def serve(settings: Settings) -> int:
     """Run uvicorn until it is told to stop (SIGINT/SIGTERM let in-flight requests finish)."""
     import uvicorn
 
-    from server.protocol import BoundedHttpToolsProtocol
+    from server.http.protocol import BoundedHttpToolsProtocol
 
     server = settings.server
     workers = len(os.sched_getaffinity(0)) if server.workers == "auto" else server.workers

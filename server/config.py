@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from server.formats import DEFAULT_QUALITIES, OUTPUT_FORMATS
+from server.imaging import FITS, box_problem
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "THUMBSERVER_"
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Quality = Annotated[int, Field(ge=1, le=100)]
-OutputFormat = Literal["jpeg", "png", "webp", "avif"]
-Fit = Literal["contain", "cover", "fill"]
+OutputFormat = Literal[OUTPUT_FORMATS]  # type: ignore[valid-type]
+Fit = Literal[FITS]  # type: ignore[valid-type]
 
 _SIZE_RE = re.compile(r"^(?:[0-9]+x[0-9]*|x[0-9]+)$")
 _PRESET_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -81,15 +83,18 @@ class Preset(_Section):
     def _has_a_side(self) -> Preset:
         if self.width is None and self.height is None:
             raise ValueError("a preset needs width, height or both")
-        if self.fit != "contain" and (self.width is None or self.height is None):
-            raise ValueError(f"fit {self.fit} needs both width and height")
+        problem = box_problem(self.width, self.height, self.fit)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
 class QualitySettings(_Section):
-    jpeg: Quality = 82
-    webp: Quality = 80
-    avif: Quality = 60
+    """Default quality per lossy output format (`server.formats` registers the defaults)."""
+
+    jpeg: Quality = DEFAULT_QUALITIES["jpeg"]
+    webp: Quality = DEFAULT_QUALITIES["webp"]
+    avif: Quality = DEFAULT_QUALITIES["avif"]
 
 
 class ThumbnailSettings(_Section):
@@ -120,7 +125,7 @@ class ThumbnailSettings(_Section):
     @classmethod
     def _preset_names(cls, value: dict[str, Preset]) -> dict[str, Preset]:
         for name in value:
-            if not _PRESET_NAME_RE.fullmatch(name) or name in {"contain", "cover", "fill", "jpeg", "png", "webp", "avif"}:
+            if not _PRESET_NAME_RE.fullmatch(name) or name in {*FITS, *OUTPUT_FORMATS}:
                 raise ValueError(f"{name!r} is not a usable preset name (lowercase letters, digits, - and _)")
         return value
 

@@ -1,8 +1,18 @@
-"""Where originals come from: URL paths turned into files inside the image root, or refused.
+"""Where originals come from. Knows nothing of HTTP: returns data (`Source`) or raises.
 
-Knows nothing of HTTP: it returns data (`Source`) or raises `NotFound`; the server picks statuses.
+    OriginalStore   the protocol every store implements (storage.store)
+    ├── FileStore   a folder on disk, resolved safely inside it (storage.files)
+    └── MemoryStore a dict, for tests (storage.store)
+
+    NotFound        missing, refused by a path rule, or unreadable
+    SourceChanged   replaced or modified between resolving and reading
 """
 
-from storage.files import NotFound, Source, SourceChanged, identity_of, open_regular, read_source, resolve
+from storage.files import FileStore, identity_of, open_regular, read_source, resolve
+from storage.source import NotFound, Source, SourceChanged, check_lexically
+from storage.store import MemoryStore, OriginalStore
 
-__all__ = ["NotFound", "Source", "SourceChanged", "identity_of", "open_regular", "read_source", "resolve"]
+__all__ = [
+    "FileStore", "MemoryStore", "NotFound", "OriginalStore", "Source", "SourceChanged",
+    "check_lexically", "identity_of", "open_regular", "read_source", "resolve",
+]

@@ -1,46 +1,39 @@
-"""Safe resolution of request paths inside the image root, and reading what they name."""
+"""`FileStore`: originals from a folder on disk, resolved safely inside it, and read checked."""
 
 from __future__ import annotations
 
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 
-class NotFound(Exception):
-    """No servable file for this path: missing, refused by a rule, or unreadable.
-
-    The message is for logs only; clients get a generic answer so nothing about the
-    filesystem leaks (which rule refused it, or whether a file exists outside the rules).
-    """
+from storage.source import NotFound, Source, SourceChanged, check_lexically
 
 
-class SourceChanged(Exception):
-    """The file was replaced or modified between `resolve` and reading it, or while it was read."""
+class FileStore:
+    """The `OriginalStore` of a folder: today's resolution rules, one instance per image root."""
 
+    def __init__(self, root: Path | str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> None:
+        self.root = os.fspath(root)
+        self.extensions = frozenset(extensions)
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    """A regular file inside the root, with the stat taken when it was resolved.
+    def resolve(self, url_path: str) -> Source:
+        return resolve(self.root, url_path, self.extensions)
 
-    `relative` is the normalised path below the root ("a/b.jpg"), `identity` the
-    (size, mtime_ns) pair that names this version of the file for caches and ETags.
-    """
+    def read(self, source: Source, *, max_bytes: int) -> bytes:
+        return read_source(source, max_bytes=max_bytes)
 
-    path: str
-    relative: str
-    stat: os.stat_result
+    def open(self, source: Source) -> BinaryIO:
+        file, opened = open_regular(source)
+        if identity_of(opened) != source.identity:
+            file.close()
+            raise SourceChanged(source.relative)
+        return file
 
-    @property
-    def identity(self) -> tuple[int, int]:
-        return identity_of(self.stat)
-
-    @property
-    def name(self) -> str:
-        return self.relative.rpartition("/")[2]
+    def unchanged(self, source: Source, file: BinaryIO) -> bool:
+        return identity_of(os.fstat(file.fileno())) == source.identity
 
 
 def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> Source:
@@ -52,13 +45,13 @@ def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[st
     anything that resolves (symlinks followed) outside `root`, and anything not a regular file.
     """
     root = os.fspath(root)
-    segments = _check_lexically(url_path, extensions)
+    segments = check_lexically(url_path, extensions)
     full_path, st = _walk_below(root, segments)
     if not stat.S_ISREG(st.st_mode):
         raise NotFound(f"{url_path!r} is not a regular file")
     if not os.access(full_path, os.R_OK):
         raise NotFound(f"{url_path!r} is not readable")
-    return Source(path=full_path, relative=url_path, stat=st)
+    return Source(relative=url_path, size=st.st_size, mtime_ns=st.st_mtime_ns, path=full_path, stat=st)
 
 
 def _walk_below(root: str, segments: list[str]) -> tuple[str, os.stat_result]:
@@ -87,22 +80,6 @@ def _resolve_links(root: str, relative: str) -> tuple[str, os.stat_result]:
     if os.path.commonpath([full_path, root]) != root:
         raise NotFound(f"{relative!r} resolves outside the root")
     return full_path, os.stat(full_path)
-
-
-def _check_lexically(url_path: str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> list[str]:
-    if not url_path:
-        raise NotFound("empty path")
-    if "\x00" in url_path or "\\" in url_path:
-        raise NotFound("NUL or backslash in path")
-    segments = url_path.split("/")
-    for segment in segments:
-        # Covers "", ".", ".." and dot-files/dot-folders such as ".git" or ".env" in one rule.
-        if not segment or segment.startswith("."):
-            raise NotFound(f"segment {segment!r} refused")
-    _, dot, extension = segments[-1].rpartition(".")
-    if not dot or extension.lower() not in extensions:
-        raise NotFound(f"extension of {segments[-1]!r} not allowed")
-    return segments
 
 
 # O_NONBLOCK: a FIFO put in the file's place after `resolve` must not block open() forever

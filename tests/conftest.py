@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from server.app import create_app
 from server.config import Settings, load_settings
+from tests.support.app import client_for
 
 
 @pytest.fixture
@@ -44,21 +44,3 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the ASGI app in process (lifespan run around it)."""
     async with client_for(settings) as http:
         yield http
-
-
-class client_for:
-    """`async with client_for(settings) as http:` — an app with its lifespan started and stopped."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.app = create_app(settings)
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        self._lifespan = self.app.router.lifespan_context(self.app)
-        await self._lifespan.__aenter__()
-        transport = httpx.ASGITransport(app=self.app)
-        self._client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
-        return self._client
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._client.aclose()
-        await self._lifespan.__aexit__(*exc_info)

@@ -18,11 +18,11 @@ import atheris
 
 with atheris.instrument_imports():
     import PIL.Image
-    from server.imaging import FITS, FORMATS, ImageError, RenderRequest, SourceLimits, render_thumbnail
+    from server.formats import OUTPUT_FORMATS as FORMATS
+    from server.imaging import FITS, EncoderSettings, ImageError, RenderRequest, SourceLimits, render_thumbnail
 
 # Small limits keep every input cheap: the fuzzer explores parsers, not big allocations.
 LIMITS = SourceLimits(max_pixels=2_000_000, max_bytes=1_000_000)
-QUALITIES = {"jpeg": 82, "webp": 80, "avif": 60}
 SIDES = (None, 1, 7, 32, 64, 200)
 
 
@@ -36,7 +36,7 @@ def request_from(header: bytes) -> RenderRequest:
     output = (None, *FORMATS)[header[3] % (len(FORMATS) + 1)]
     if output == "avif":
         output = "webp"  # AVIF encoding is ~100x slower: keep the fuzzer on the decoders
-    return RenderRequest(width=width, height=height, fit=fit, format=output, quality=None, qualities=QUALITIES)
+    return RenderRequest(width=width, height=height, fit=fit, format=output, quality=None, encoder=EncoderSettings())
 
 
 def test_one_input(data: bytes) -> None:

@@ -14,19 +14,18 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from server.config import Preset, ThumbnailSettings
-    from server.spec import FITS, FORMATS, MAX_SPEC_LENGTH, InvalidSpec, parse_spec
+    from server.thumbnails.spec import FITS, FORMATS, MAX_SPEC_LENGTH, InvalidSpec, Preset, SpecRules, parse_spec
 
-OPEN = ThumbnailSettings()
-STRICT = ThumbnailSettings(
+OPEN = SpecRules(presets={"small": Preset(160, 160, "cover")})
+STRICT = SpecRules(
     max_width=1000,
     max_height=800,
     allowed_sizes=("320x240", "640x", "x100"),
-    presets={"small": Preset(width=160, height=160, fit="cover"), "wide": Preset(width=900)},
+    presets={"small": Preset(160, 160, "cover"), "wide": Preset(900, None)},
 )
 
 
-def check(text: str, settings: ThumbnailSettings) -> None:
+def check(text: str, settings: SpecRules) -> None:
     try:
         spec = parse_spec(text, settings)
     except InvalidSpec:

@@ -17,12 +17,12 @@ import httpx
 import pytest
 from PIL import Image
 
-import imagefactory as images
+from tests.support import images
 import server.originals
 import server.thumbnails
 import storage.files
-from conftest import client_for
-from probe import LoggedServer, exchange, parse_response, raw_request, write_config
+from tests.support.app import client_for
+from tests.support.probe import LoggedServer, exchange, parse_response, raw_request, write_config
 
 SMALL = random.Random(11).randbytes(100_000)  # read whole (below originals.WHOLE_READ_BYTES)
 LARGE = random.Random(12).randbytes(24 * 1024 * 1024)  # streamed

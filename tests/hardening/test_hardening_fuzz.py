@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from probe import budget
+from tests.support.probe import budget
 
-FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
-sys.path.insert(0, str(FUZZ_DIR))
+from tests.support import fuzz_seeds as seeds
 
-import seeds  # noqa: E402
+FUZZ_DIR = Path(__file__).resolve().parents[1] / "fuzz"
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("atheris") is None,

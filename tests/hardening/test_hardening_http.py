@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from probe import LoggedServer, exchange, peak_rss_mb, raw_request, reset_peak_rss, rss_mb, write_config
+from tests.support.probe import LoggedServer, exchange, peak_rss_mb, raw_request, reset_peak_rss, rss_mb, write_config
 
 BODY = random.Random(3).randbytes(300_000)
 FAST = 2.0  # seconds; generous on a busy 2-core machine
@@ -115,7 +115,7 @@ class TestValidatorAbuse:
     @pytest.mark.parametrize("accept", ["image/webp;q=nan", "image/webp;q=inf", "image/webp;q=-1", "," * 10_000,
                                         "image/" + "a" * 10_000, "image/webp;q=1e999"])
     async def test_odd_accept_on_a_thumbnail(self, client: httpx.AsyncClient, image_root: Path, accept: str) -> None:
-        import imagefactory as images
+        from tests.support import images
 
         images.write(image_root / "small.jpg", images.jpeg_bytes((64, 48)))
         response = await client.get("/thumb/32x/small.jpg", headers={"Accept": accept})

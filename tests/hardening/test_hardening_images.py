@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import imagefactory as images
-from probe import LoggedServer, exchange, peak_rss_mb, raw_request, reset_peak_rss, rss_mb
+from tests.support import images
+from tests.support.probe import LoggedServer, exchange, peak_rss_mb, raw_request, reset_peak_rss, rss_mb
 
 # Pillow's own bomb threshold: it only warns between 1x and 2x of it.
 PILLOW_LIMIT = int(1024 * 1024 * 1024 // 4 // 3)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from probe import LoggedServer, budget, write_config
+from tests.support.probe import LoggedServer, budget, write_config
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SCHEMATHESIS = shutil.which("schemathesis") or str(Path(__import__("sys").executable).parent / "schemathesis")

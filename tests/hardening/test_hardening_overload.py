@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-import imagefactory as images
-from conftest import client_for
-from probe import LoggedServer, budget, percentile, write_config
+from tests.support import images
+from tests.support.app import client_for
+from tests.support.probe import LoggedServer, budget, percentile, write_config
 
 WORKERS, QUEUE = 2, 64
 

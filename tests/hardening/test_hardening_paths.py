@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import imagefactory as images
-from probe import LoggedServer, budget, exchange, raw_request, write_config
+from tests.support import images
+from tests.support.probe import LoggedServer, budget, exchange, raw_request, write_config
 
 # Sizes tell the thumbnails apart: a 200 thumbnail of "2000x" keeps its source's size.
 INSIDE_SIZES = {"inside.jpg": (32, 24), "sub/inner.png": (20, 10)}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from probe import LoggedServer, write_config
+from tests.support.probe import LoggedServer, write_config
 
 REPO = Path(__file__).resolve().parent.parent.parent
-REDLINT = Path(__file__).resolve().parent / "redlint.py"
+REDLINT = REPO / "tests" / "support" / "redlint.py"
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("redbot") is None, reason="redbot is not installed")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from probe import (LoggedServer, budget, exchange, parse_response, peak_rss_mb, percentile, raw_request,
+from tests.support.probe import (LoggedServer, budget, exchange, parse_response, peak_rss_mb, percentile, raw_request,
                    reset_peak_rss, rss_mb, write_config)
 
 LARGE = random.Random(5).randbytes(48 * 1024 * 1024)

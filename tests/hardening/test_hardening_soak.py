@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-import imagefactory as images
-from probe import FULL, LoggedServer, budget, open_fds, peak_rss_mb, rss_mb, settle_fds, write_config
+from tests.support import images
+from tests.support.probe import FULL, LoggedServer, budget, open_fds, peak_rss_mb, rss_mb, settle_fds, write_config
 
 CACHE_BYTES = 2 * 1024 * 1024
 HEADROOM_MB = 150

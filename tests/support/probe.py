@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from live import LiveServer
+from tests.support.live import LiveServer
 
 BUDGET_ENV = "TS_TEST_BUDGET"
 FULL = os.environ.get(BUDGET_ENV, "").strip().lower() == "full"

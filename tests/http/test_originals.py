@@ -11,6 +11,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from server.http.responses import content_disposition
+
 BODY = bytes(range(256)) * 40  # 10240 bytes
 MTIME = 1_700_000_000
 
@@ -81,7 +83,6 @@ DISPOSITIONS = [
     ("été.jpg", "inline; filename=\"_t_.jpg\"; filename*=UTF-8''%C3%A9t%C3%A9.jpg"),
     ('quo"te.jpg', "inline; filename=\"quo_te.jpg\"; filename*=UTF-8''quo%22te.jpg"),
     ("semi;colon.jpg", "inline; filename=\"semi_colon.jpg\"; filename*=UTF-8''semi%3Bcolon.jpg"),
-    ("cr\rtab\t.jpg", "inline; filename=\"cr_tab_.jpg\"; filename*=UTF-8''cr%0Dtab%09.jpg"),
 ]
 
 
@@ -94,6 +95,20 @@ class TestContentDisposition:
         response = await client.get("/" + quote(name))
         assert response.status_code == 200
         assert response.headers["content-disposition"] == expected
+
+    def test_control_characters_never_reach_the_header(self) -> None:
+        expected = "inline; filename=\"cr_tab_.jpg\"; filename*=UTF-8''cr%0Dtab%09.jpg"
+        assert content_disposition("cr\rtab\t.jpg") == expected
+
+    @pytest.mark.parametrize("name", ["cr\rtab\t.jpg", "line\n.jpg", "del\x7f.jpg"])
+    async def test_names_with_control_characters_are_not_served(
+        self, client: httpx.AsyncClient, image_root: Path, name: str
+    ) -> None:
+        """One URL per resource: a control character never names a file (an edge may strip it)."""
+        (image_root / name).write_bytes(b"x")
+        response = await client.get("/" + quote(name))
+        assert response.status_code == 404
+        assert response.json() == {"detail": "Not Found"}
 
 
 class TestConditional:

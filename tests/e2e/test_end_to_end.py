@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from live import LiveServer
+from tests.support.live import LiveServer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.negotiation import negotiate_format
+from server.thumbnails.negotiation import negotiate_format
 
 CASES = [
     (None, ("webp",), None),

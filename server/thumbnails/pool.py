@@ -7,9 +7,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from server.errors import RenderUnavailable
 
 T = TypeVar("T")
+
+
+class RenderUnavailable(Exception):
+    """The render could not be done now (queue full, past its deadline, source changing); retry later."""
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
 
 
 class RenderPool:

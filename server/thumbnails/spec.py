@@ -12,12 +12,13 @@ the same `ThumbSpec.canonical` string: the cache key and ETag are built from it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from server.config import ThumbnailSettings
+from collections.abc import Mapping
+from typing import NamedTuple
 
-FITS = ("contain", "cover", "fill")
-FORMATS = ("jpeg", "png", "webp", "avif")
+from server.formats import OUTPUT_FORMATS as FORMATS
+from server.imaging import FITS, NEEDS_BOTH_SIDES
 
 # ASCII digits only: \d would accept "٣٢٠" and int() would take it.
 _BOX = re.compile(r"(?P<width>[0-9]{1,5})?x(?P<height>[0-9]{1,5})?")
@@ -28,6 +29,22 @@ MAX_SPEC_LENGTH = 200
 
 class InvalidSpec(ValueError):
     """The spec is not in the grammar or asks for a size the configuration forbids (400)."""
+
+
+class Preset(NamedTuple):
+    width: int | None
+    height: int | None
+    fit: str = "contain"
+
+
+@dataclass(frozen=True, slots=True)
+class SpecRules:
+    """What the configuration allows (`thumbnails.*`): the composition root builds it once."""
+
+    max_width: int = 4096
+    max_height: int = 4096
+    allowed_sizes: tuple[str, ...] = ()
+    presets: Mapping[str, Preset] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +73,7 @@ class ThumbSpec:
         return f"{self.width or ''}x{self.height or ''}"
 
 
-def parse_spec(text: str, settings: ThumbnailSettings) -> ThumbSpec:
+def parse_spec(text: str, settings: SpecRules) -> ThumbSpec:
     """Parse `text` against the grammar and the configured limits, or raise `InvalidSpec`."""
     if not text or len(text) > MAX_SPEC_LENGTH:
         raise InvalidSpec("empty or overlong spec")
@@ -67,7 +84,7 @@ def parse_spec(text: str, settings: ThumbnailSettings) -> ThumbSpec:
 
     explicit_fit, output_format, quality = _parse_modifiers(modifiers)
     fit = explicit_fit or fit
-    if fit != "contain" and (width is None or height is None):
+    if fit in NEEDS_BOTH_SIDES and (width is None or height is None):
         raise InvalidSpec(f"{fit} needs both a width and a height")
 
     width = _scale(width, dpr_tenths)
@@ -77,7 +94,7 @@ def parse_spec(text: str, settings: ThumbnailSettings) -> ThumbSpec:
     return ThumbSpec(width=width, height=height, fit=fit, format=output_format, quality=quality)
 
 
-def _parse_base(base: str, settings: ThumbnailSettings) -> tuple[int | None, int | None, str]:
+def _parse_base(base: str, settings: SpecRules) -> tuple[int | None, int | None, str]:
     preset = settings.presets.get(base)
     if preset is not None:
         return preset.width, preset.height, preset.fit

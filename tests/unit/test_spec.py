@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from server.config import ThumbnailSettings
-from server.spec import InvalidSpec, ThumbSpec, parse_spec
+from server.thumbnails.spec import InvalidSpec, Preset, SpecRules, ThumbSpec, parse_spec
 
-DEFAULTS = ThumbnailSettings()
+DEFAULTS = SpecRules(presets={"small": Preset(160, 160, "cover")})
 
 VALID = [
     ("320x240", ThumbSpec(320, 240, "contain", None, None), "320x240,contain"),
@@ -82,7 +81,7 @@ class TestValid:
 
     @pytest.mark.parametrize(("text", "expected", "canonical"), VALID)
     def test_canonical_form_parses_to_itself(self, text: str, expected: ThumbSpec, canonical: str) -> None:
-        assert parse_spec(canonical, ThumbnailSettings(max_width=20000, max_height=20000)) == expected
+        assert parse_spec(canonical, SpecRules(max_width=20000, max_height=20000)) == expected
 
 
 class TestInvalid:
@@ -97,7 +96,7 @@ class TestInvalid:
 class TestAllowedSizes:
     """With allowed_sizes set, only those bases and the presets are served."""
 
-    settings = ThumbnailSettings(allowed_sizes=("320x240", "640x"))
+    settings = SpecRules(allowed_sizes=("320x240", "640x"), presets=DEFAULTS.presets)
 
     @pytest.mark.parametrize("text", ["320x240", "320x240@2x", "320x240,cover,webp", "640x", "small"])
     def test_allowed(self, text: str) -> None:

@@ -1,4 +1,4 @@
-"""Seed corpora for the fuzz harnesses, generated (never downloaded): `python tests/fuzz/seeds.py DIR`.
+"""Seed corpora for the fuzz harnesses, generated (never downloaded): `python -m tests.support.fuzz_seeds DIR`.
 
 Writes DIR/render/ (small images of every allowed decoder, each behind the 4-byte request
 header fuzz_render.py expects) and DIR/spec/ (specs from the README's grammar).
@@ -9,9 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import imagefactory as images  # noqa: E402
+from tests.support import images
 
 SPECS = ["320x240", "320x", "x240", "320x240,cover,webp", "320x240@2x,q70", "small", "small,avif", "100x100@1.5x",
          "640x,fill", "x100,png,q1", "320x240,contain,jpeg,q100", "4096x4096", "1x1@4x", "wide,cover"]

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from PIL import Image
 
-import imagefactory as images
-from conftest import client_for
+from tests.support import images
+from tests.support.app import client_for
 
 MTIME = 1_700_000_000
 WEBP_ACCEPT = "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"
@@ -119,7 +119,7 @@ class TestNegotiation:
             response = await client.get("/thumb/320x/photo.jpg", headers={"Accept": accept})
             etags.setdefault(response.headers["content-type"], set()).add(response.headers["etag"])
         assert {k: len(v) for k, v in etags.items()} == {"image/webp": 1, "image/jpeg": 1}
-        assert client._transport.app.state.thumbnails.cache.stats().entries == 2
+        assert client._transport.app.state.thumbnails.memory.stats().entries == 2
 
     async def test_negotiation_off(self, make_settings, photo: Path) -> None:
         async with client_for(make_settings(thumbnails={"auto_formats": []})) as http:
@@ -149,7 +149,7 @@ class TestCaching:
     async def test_revalidation_renders_nothing(self, client: httpx.AsyncClient, photo: Path) -> None:
         state = client._transport.app.state.thumbnails
         etag = (await client.head("/thumb/200x/photo.jpg")).headers["etag"]
-        state.cache._lru.clear()
+        state.memory.clear()
         before = state.renders
         for headers in ({"If-None-Match": etag}, {"If-None-Match": f'"x", W/{etag}'},
                         {"If-Modified-Since": formatdate(MTIME + 5, usegmt=True)}):
@@ -190,21 +190,21 @@ class TestCaching:
         assert {r.status_code for r in responses} == {200}
         assert len({r.content for r in responses}) == 1
         assert state.renders == 1
-        assert state.cache.stats().coalesced == 19
+        assert state.memory.stats().coalesced == 19
 
     async def test_cache_stays_within_its_budget(self, make_settings, photo: Path) -> None:
         async with client_for(make_settings(cache={"max_bytes": 30_000})) as http:
             sizes = [f"{w}x" for w in range(100, 400, 20)]
             for spec in sizes:
                 assert (await http.get(f"/thumb/{spec}/photo.jpg")).status_code == 200
-            stats = http._transport.app.state.thumbnails.cache.stats()
+            stats = http._transport.app.state.thumbnails.memory.stats()
         assert stats.bytes <= 30_000
         assert stats.evictions > 0
 
     async def test_oversize_thumbnail_is_served_uncached(self, make_settings, photo: Path) -> None:
         async with client_for(make_settings(cache={"max_bytes": 100})) as http:
             response = await http.get("/thumb/300x/photo.jpg")
-            stats = http._transport.app.state.thumbnails.cache.stats()
+            stats = http._transport.app.state.thumbnails.memory.stats()
         assert response.status_code == 200
         assert decode(response).size == (300, 225)
         assert (stats.entries, stats.oversize) == (0, 1)
@@ -266,7 +266,7 @@ class TestErrors:
         path = images.write(image_root / "later.jpg", b"garbage")
         os.utime(path, (MTIME, MTIME))
         assert (await client.get("/thumb/100x/later.jpg")).status_code == 422
-        assert client._transport.app.state.thumbnails.cache.stats().entries == 0
+        assert client._transport.app.state.thumbnails.memory.stats().entries == 0
 
     async def test_queue_full_is_503(self, make_settings, photo: Path) -> None:
         settings = make_settings(limits={"render_workers": 1, "render_queue": 0})

@@ -10,7 +10,7 @@ import pytest
 
 from server.config import ConfigError, load_settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(path: Path, text: str) -> Path:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+#: Characters of an Accept header that are read; browsers send under 200.
+MAX_ACCEPT_PARSED = 4096
+
 
 def negotiate_format(accept: str | None, auto_formats: tuple[str, ...]) -> str | None:
     """The first of `auto_formats` whose `image/<format>` the Accept header names with q > 0.
@@ -13,7 +16,8 @@ def negotiate_format(accept: str | None, auto_formats: tuple[str, ...]) -> str |
     """
     if not accept or not auto_formats:
         return None
-    return _negotiate(accept, auto_formats)
+    # The memo is keyed on the part that is parsed, so huge distinct headers cannot pin memory.
+    return _negotiate(accept[:MAX_ACCEPT_PARSED], auto_formats)
 
 
 @lru_cache(maxsize=512)  # a few distinct Accept strings arrive over and over
@@ -27,7 +31,7 @@ def _negotiate(accept: str, auto_formats: tuple[str, ...]) -> str | None:
 
 def _explicit_image_types(accept: str) -> set[str]:
     found = set()
-    for media_range in accept[:4096].split(","):
+    for media_range in accept.split(","):
         media_type, *parameters = media_range.split(";")
         media_type = media_type.strip().lower()
         if not media_type.startswith("image/") or media_type == "image/*":

@@ -1,0 +1,96 @@
+"""The one handler of image URLs: originals and thumbnails, for the front and the routes alike.
+
+`ImageHandler.respond(scope)` classifies the raw path, reads the request headers once,
+resolves the path once, and answers — 200/206/304, or an error through the one table. It never
+raises: whichever door a request came through, one implementation decides what it gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from starlette.responses import Response
+
+from server.http.errors import MethodNotAllowed, response_for
+from server.http.originals import respond_original
+from server.http.request import read_headers
+from server.http.responses import ThumbnailEntry, not_modified
+from server.http.urls import ORIGINAL, ImageURL, URLClassifier, raw_path_of
+from server.thumbnails import ThumbnailService
+from storage import NotFound, OriginalStore, SourceChanged
+
+IMAGE_METHODS = ("GET", "HEAD")
+ALLOW = ", ".join(IMAGE_METHODS)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    originals: str
+    thumbnails: str
+
+
+class ImageHandler:
+    def __init__(
+        self,
+        *,
+        classifier: URLClassifier,
+        originals: OriginalStore,
+        thumbnails: ThumbnailService[ThumbnailEntry],
+        cache_control: CacheControl,
+    ) -> None:
+        self.classifier = classifier
+        self._originals = originals
+        self._thumbnails = thumbnails
+        self._cache_control = cache_control
+
+    def classify(self, scope: Mapping) -> ImageURL | None | Exception:
+        """The image URL of `scope`, None when it is not one, or the error it must be answered with."""
+        try:
+            return self.classifier.classify(raw_path_of(scope))
+        except NotFound as error:
+            return error
+
+    async def respond(self, scope: Mapping, url: ImageURL | Exception) -> Response:
+        """The answer to an image request (`url` from `classify`); errors become error responses."""
+        try:
+            if isinstance(url, Exception):
+                raise url
+            method = scope["method"]
+            if method not in IMAGE_METHODS:
+                raise MethodNotAllowed(ALLOW)
+            headers = read_headers(scope["headers"])
+            if url.kind == ORIGINAL:
+                return await self._original(url.path, headers, method)
+            return await self._thumbnail(url.spec or "", url.path, headers)
+        except Exception as error:  # noqa: BLE001 - every error is answered through the one table
+            return response_for(error, context=f"for {scope.get('method')} {scope.get('path')!r}")
+
+    async def _original(self, path: str, headers: Mapping[str, str], method: str) -> Response:
+        for _attempt in range(2):
+            # stat() of a file whose inode is cached costs microseconds: cheaper than a thread hop.
+            source = self._originals.resolve(path)
+            try:
+                return await respond_original(
+                    self._originals, source, headers, cache_control=self._cache_control.originals, method=method
+                )
+            except SourceChanged:
+                continue  # replaced while being read: once more from a fresh stat
+        raise SourceChanged(path)
+
+    async def _thumbnail(self, spec: str, path: str, headers: Mapping[str, str]) -> Response:
+        service = self._thumbnails
+        for _attempt in range(2):
+            plan = service.plan(spec, path, headers.get("accept"))
+            entry = service.cached(plan)
+            if entry is not None:
+                return entry.response(headers)
+            response = not_modified(plan, headers, self._cache_control.thumbnails)
+            if response is not None:
+                return response
+            try:
+                entry = await service.entry(plan)
+            except SourceChanged:
+                continue  # replaced while being read: once more from a fresh stat
+            return entry.response(headers)
+        raise SourceChanged(path)

@@ -1,0 +1,159 @@
+"""Answers for originals (`GET`/`HEAD /{path}`), as a careful static server (nginx) would.
+
+200, 206 (one range, or multipart for several), 304, 416, from any `OriginalStore`. Built on
+public interfaces only: the body is sent by this module's own ASGI response from the file the
+store opened before the status line, so a file deleted in between is a 404, never a 200 cut
+short. After every chunk the store confirms the file is still the version the headers describe;
+if not, the send stops short of its Content-Length (the client sees a failed transfer, never a
+complete 200 of mixed bytes). A replace by rename changes nothing: the old file is sent whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from secrets import token_hex
+from typing import BinaryIO
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from server.formats import media_type_for_name
+from server.http.conditional import http_date, if_range_allows, is_not_modified, parse_range
+from server.http.responses import content_disposition
+from storage import OriginalStore, Source, SourceChanged
+
+CHUNK_SIZE = 256 * 1024
+
+# A plain GET of a file up to this size is read whole in one thread hop and sent as one body;
+# larger files, HEAD and ranges are streamed. A whole body sits in memory until the client has
+# read it, so this is also what each slow reader can pin: one streaming chunk, as when streaming
+# (at 4 MB, 40 clients that stop reading pinned 160 MB; limit_concurrency of them, 4 GB).
+WHOLE_READ_BYTES = CHUNK_SIZE
+
+
+def original_etag(source: Source) -> str:
+    """A strong ETag from the file's identity (mtime in ns, size), as nginx builds it."""
+    return f'"{source.mtime_ns:x}-{source.size:x}"'
+
+
+class FileBody(Response):
+    """Streams `ranges` of `file` (the whole file when None) with `headers` already built.
+
+    Several ranges go out as `multipart/byteranges`. HEAD sends the same headers and no body.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: OriginalStore,
+        source: Source,
+        file: BinaryIO | None,
+        status: int,
+        headers: dict[str, str],
+        ranges: list[tuple[int, int]],
+    ) -> None:
+        self._store, self._source, self._file = store, source, file
+        self._parts: list[tuple[bytes, int, int]]
+        if len(ranges) > 1:
+            boundary = token_hex(13)  # 104 bits, as Firefox and Chrome use
+            content_type = headers["content-type"]
+            headers["content-type"] = f"multipart/byteranges; boundary={boundary}"
+            self._parts = [
+                (
+                    f"--{boundary}\r\nContent-Type: {content_type}\r\n"
+                    f"Content-Range: bytes {start}-{end - 1}/{source.size}\r\n\r\n".encode("latin-1"),
+                    start,
+                    end,
+                )
+                for start, end in ranges
+            ]
+            self._epilogue = f"--{boundary}--".encode("latin-1")
+            length = sum(len(head) + end - start + 2 for head, start, end in self._parts) + len(self._epilogue)
+        else:
+            start, end = ranges[0] if ranges else (0, source.size)
+            self._parts, self._epilogue = [(b"", start, end)], b""
+            length = end - start
+        headers["content-length"] = str(length)
+        self.status_code = status
+        self.background = None
+        self.body = b""
+        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if self._file is None:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            multipart = bool(self._epilogue)
+            for head, start, end in self._parts:
+                if head:
+                    await send({"type": "http.response.body", "body": head, "more_body": True})
+                self._file.seek(start)  # lseek: no I/O, no thread hop
+                while start < end:
+                    chunk = await anyio.to_thread.run_sync(self._read, min(CHUNK_SIZE, end - start))
+                    start += len(chunk)
+                    more = multipart or start < end
+                    await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                if multipart:
+                    await send({"type": "http.response.body", "body": b"\r\n", "more_body": True})
+            if multipart:
+                await send({"type": "http.response.body", "body": self._epilogue, "more_body": False})
+        finally:
+            if self._file is not None:
+                self._file.close()
+
+    def _read(self, size: int) -> bytes:
+        assert self._file is not None
+        data = self._file.read(size)
+        if len(data) != size or not self._store.unchanged(self._source, self._file):
+            raise SourceChanged("the file changed while it was being sent")
+        return data
+
+
+async def respond_original(
+    store: OriginalStore,
+    source: Source,
+    request_headers: Mapping[str, str],
+    *,
+    cache_control: str,
+    method: str,
+) -> Response:
+    """The 200, 206 or 304 answer for `source`; raises `RangeNotSatisfiable` for a 416, and
+    `SourceChanged` or `NotFound` when the file is no longer the version `source` names."""
+    etag = original_etag(source)
+    last_modified = http_date(source.mtime)
+    validators = {"etag": etag, "last-modified": last_modified, "cache-control": cache_control}
+    if is_not_modified(request_headers, etag, source.mtime):
+        return Response(status_code=304, headers=validators)
+
+    ranges = None
+    range_header = request_headers.get("range")
+    if range_header is not None and if_range_allows(request_headers.get("if-range"), etag, last_modified):
+        ranges = parse_range(range_header, source.size)
+
+    headers = {
+        **validators,
+        "content-disposition": content_disposition(source.name),
+        "x-content-type-options": "nosniff",
+        "accept-ranges": "bytes",
+        "content-type": media_type_for_name(source.name),
+    }
+    if method == "GET" and ranges is None and source.size <= WHOLE_READ_BYTES:
+        body = await anyio.to_thread.run_sync(partial(store.read, source, max_bytes=WHOLE_READ_BYTES))
+        if len(body) != source.size:
+            raise SourceChanged(source.relative)
+        media_type = headers.pop("content-type")
+        return Response(body, media_type=media_type, headers=headers)
+    if ranges is not None:
+        if len(ranges) == 1:
+            start, end = ranges[0]
+            headers["content-range"] = f"bytes {start}-{end - 1}/{source.size}"
+    # Opened before any header is sent: a file deleted since resolve() is a 404, not a 200 cut
+    # short; one replaced since raises SourceChanged and is served again from a fresh stat.
+    file = store.open(source) if method != "HEAD" else None
+    return FileBody(
+        store=store, source=source, file=file, status=206 if ranges else 200, headers=headers, ranges=ranges or []
+    )

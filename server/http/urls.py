@@ -1,0 +1,87 @@
+"""The one URL classifier: which requests are image URLs, and what they name.
+
+Routing reads the raw path as sent, split on literal `/`, and decodes each segment once, so
+what an edge rule sees (a CDN path rule, a WAF, a VCL regex matching `/thumb/`) is what the
+server serves: `/%74humb/…` is not a thumbnail URL, and `%2F` never splits a segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from storage import NotFound
+
+ORIGINAL = "original"
+THUMBNAIL = "thumbnail"
+
+# C0 controls, DEL and C1 controls: never part of a served name (a CR or LF in a name would be
+# an alias of the name without it in some routers, and a header-injection hazard in others).
+_CONTROLS = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
+
+
+@dataclass(frozen=True, slots=True)
+class ImageURL:
+    """An image request: `kind` is ORIGINAL or THUMBNAIL; `path` is decoded, without a leading "/"."""
+
+    kind: str
+    path: str
+    spec: str | None = None
+
+
+class URLClassifier:
+    """Decides, from the raw path alone, whether a request is for an image and which.
+
+    `reserved` first segments belong to the application's other routes (`healthz`, `docs`,
+    `metrics`…): their paths are never images, so a route registered there is never shadowed.
+    """
+
+    def __init__(self, *, thumbnail_prefix: str, reserved: Iterable[str]) -> None:
+        self._prefix = thumbnail_prefix.strip("/")
+        self._reserved = frozenset(reserved)
+
+    def reserve(self, segments: Iterable[str]) -> None:
+        """Add first segments that other routes own."""
+        self._reserved = (self._reserved | frozenset(segments)) - {self._prefix}
+
+    def classify(self, raw_path: bytes) -> ImageURL | None:
+        """The image `raw_path` names, None when it is not an image URL, or `NotFound` when it
+        is one that no rule lets name a file (an encoded `/`, a control character, bad UTF-8)."""
+        raw = raw_path.partition(b"?")[0]
+        if not raw.startswith(b"/"):
+            return None
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise NotFound("non-ASCII bytes in the raw path") from None
+        segments = text[1:].split("/")
+        first = segments[0]
+        if first in self._reserved:
+            return None
+        if first == self._prefix:
+            if len(segments) < 3 or "%" in segments[1]:
+                raise NotFound("a thumbnail URL needs a plain spec and a path")
+            return ImageURL(THUMBNAIL, _decode(segments[2:]), segments[1])
+        if "%" in first and unquote(first) in (self._prefix, *self._reserved):
+            raise NotFound("an encoded prefix is not that prefix")
+        return ImageURL(ORIGINAL, _decode(segments))
+
+
+def _decode(segments: list[str]) -> str:
+    decoded = []
+    for segment in segments:
+        try:
+            value = unquote(segment, errors="strict") if "%" in segment else segment
+        except UnicodeDecodeError:
+            raise NotFound("percent-encoding that is not UTF-8") from None
+        if "/" in value or not _CONTROLS.isdisjoint(value):
+            raise NotFound("an encoded slash or a control character in a segment")
+        decoded.append(value)
+    return "/".join(decoded)
+
+
+def raw_path_of(scope: dict) -> bytes:
+    """The path as sent (ASGI `raw_path`), rebuilt from `path` for servers that omit it."""
+    raw = scope.get("raw_path")
+    return raw if raw is not None else quote(scope["path"]).encode("ascii")

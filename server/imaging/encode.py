@@ -1,0 +1,100 @@
+"""Encoding: the output format, its quality and the encoder settings, then the bytes.
+
+`EncoderSettings` names every setting that changes the encoded bytes, so the result key (and
+the ETag) can include all of them: change one and every cached thumbnail gets a new name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from io import BytesIO
+
+from PIL import Image
+
+from server.formats import DEFAULT_QUALITIES, format_for_decoder
+from server.imaging.errors import UndecodableImage
+from server.imaging.steps import profile_space
+
+# ICC header bytes 16..20 name the colour space the profile describes.
+PROFILE_SPACES = {"L": b"GRAY", "LA": b"GRAY", "RGB": b"RGB ", "RGBA": b"RGB "}
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderSettings:
+    """Everything besides the pixels that decides an encoder's output bytes.
+
+    `qualities` are the defaults per format when a URL names none (`thumbnails.quality`);
+    the rest are fixed for speed today but named here so that changing one changes every key.
+    `metadata` is the policy of what survives: only the ICC profile.
+    """
+
+    qualities: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_QUALITIES))
+    jpeg_progressive: bool = False
+    jpeg_optimize: bool = False
+    png_compress_level: int = 6
+    webp_method: int = 4
+    avif_speed: int = 8
+    metadata: str = "icc"
+
+    def quality(self, output_format: str) -> int:
+        return self.qualities.get(output_format, DEFAULT_QUALITIES.get(output_format, 80))
+
+    def describe(self) -> str:
+        """A canonical text of every setting, for result keys: equal settings, equal text."""
+        qualities = ",".join(f"{name}={value}" for name, value in sorted(self.qualities.items()))
+        return (
+            f"q[{qualities}];jpeg:prog={int(self.jpeg_progressive)},opt={int(self.jpeg_optimize)};"
+            f"png:z={self.png_compress_level};webp:m={self.webp_method};avif:s={self.avif_speed};"
+            f"meta={self.metadata}"
+        )
+
+    def params(self, output_format: str, quality: int) -> dict[str, object]:
+        """Pillow's `save()` arguments for `output_format` at `quality`."""
+        return {
+            "jpeg": {"quality": quality, "optimize": self.jpeg_optimize, "progressive": self.jpeg_progressive},
+            "png": {"compress_level": self.png_compress_level},
+            "webp": {"quality": quality, "method": self.webp_method},
+            "avif": {"quality": quality, "speed": self.avif_speed},
+        }[output_format]
+
+
+def choose_format(requested: str | None, source_format: str | None, mode: str) -> str:
+    """The output format: `requested`, else the source's family (TIFF, BMP: jpeg, png with alpha).
+
+    `source_format` is Pillow's decoder name, so the family follows the content, not the file name.
+    """
+    if requested is not None:
+        return requested
+    source = format_for_decoder(source_format)
+    if source is not None and source.family is not None:
+        return source.family
+    return "png" if mode in ("LA", "RGBA") else "jpeg"
+
+
+def encode(
+    image: Image.Image,
+    output_format: str,
+    *,
+    quality: int,
+    icc_profile: bytes | None,
+    settings: EncoderSettings | None = None,
+) -> bytes:
+    """`image` encoded as `output_format`, tuned for speed; writes no metadata but `icc_profile`.
+
+    The profile is written only when its colour space matches the pixels (an RGB profile on a
+    greyscale JPEG, or a Gray one on widened RGB, would be wrong). Raises UndecodableImage when
+    the format cannot hold the image (e.g. WebP beyond 16383 px).
+    """
+    params = (settings or EncoderSettings()).params(output_format, quality)
+    if icc_profile and profile_space(icc_profile) == PROFILE_SPACES.get(image.mode):
+        params["icc_profile"] = icc_profile
+    buffer = BytesIO()
+    try:
+        image.save(buffer, output_format.upper(), **params)
+    except (OSError, ValueError) as error:
+        raise UndecodableImage(
+            f"{output_format} encoder: {error}",
+            public_message=f"The image cannot be encoded as {output_format.upper()}.",
+        ) from error
+    return buffer.getvalue()

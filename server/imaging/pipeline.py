@@ -1,0 +1,97 @@
+"""`render_thumbnail`: source bytes in, encoded thumbnail bytes out, as a visible list of steps.
+
+    open_source -> read_orientation -> plan_geometry -> reduce_on_load -> (load)
+        -> orient -> normalize_mode -> strip_metadata -> resize -> flatten -> encode
+
+Only stdlib and Pillow: the caller runs `render_thumbnail` in a render worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server.formats import FORMATS, OUTPUT_FORMATS
+from server.imaging.decode import SourceLimits, decoding, open_source, read_orientation, reduce_on_load
+from server.imaging.encode import EncoderSettings, choose_format, encode
+from server.imaging.geometry import Box, box_problem, decode_size, displayed_size, plan_geometry
+from server.imaging.steps import flatten, normalize_mode, orient, resize, strip_metadata
+
+#: Bumped whenever the same request could give other bytes (a step changed): part of every key.
+RENDERER_VERSION = "2"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderRequest:
+    """What to render. Sides are final pixel sizes (already multiplied by dpr).
+
+    width/height: the box; None leaves that side free (contain only). format None means the
+    source's family. quality None means the encoder settings' default for the format.
+    """
+
+    width: int | None
+    height: int | None
+    fit: str
+    format: str | None
+    quality: int | None
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+
+    def __post_init__(self) -> None:
+        # A malformed request is a caller bug, not a bad image: plain ValueError.
+        problem = box_problem(self.width, self.height, self.fit)
+        if problem is not None:
+            raise ValueError(problem)
+        if self.format is not None and self.format not in OUTPUT_FORMATS:
+            raise ValueError(f"format must be one of {OUTPUT_FORMATS}")
+        if self.quality is not None and not 1 <= self.quality <= 100:
+            raise ValueError("quality must be within 1..100")
+
+    @property
+    def box(self) -> Box:
+        return Box(self.width, self.height, self.fit)
+
+    def quality_for(self, output_format: str) -> int:
+        """The URL's quality, else the configured default for `output_format`."""
+        return self.quality if self.quality is not None else self.encoder.quality(output_format)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    data: bytes
+    format: str
+    width: int
+    height: int
+
+    @property
+    def media_type(self) -> str:
+        return FORMATS[self.format].media_type
+
+
+def render_thumbnail(source: bytes, request: RenderRequest, *, limits: SourceLimits) -> Rendered:
+    """Render `source` as `request` describes.
+
+    Raises UndecodableImage or SourceTooLarge for any bad input, and nothing else; size limits
+    are checked from the header, before any pixel is decoded. Blocking: run it in a worker.
+    """
+    image = open_source(source, limits)
+    with decoding():
+        orientation = read_orientation(image)
+        source_size = displayed_size(image.size, orientation)
+        geometry = plan_geometry(*source_size, request.box)
+        reduce_on_load(image, decode_size(geometry, source_size), orientation)
+        # The source is already in memory: hand it to the decoder in one block rather than
+        # 64 KiB ones, so the GIL is released and re-taken once per image, not ~100 times
+        # (each re-take may wait for the event loop's thread).
+        image.decodermaxblock = max(image.decodermaxblock, len(source))
+        image.load()
+        pixels = normalize_mode(orient(image, orientation))
+    icc_profile = strip_metadata(pixels)
+    output_format = choose_format(request.format, image.format, pixels.mode)
+    thumbnail = flatten(resize(pixels, geometry, source_size), output_format)
+    data = encode(
+        thumbnail,
+        output_format,
+        quality=request.quality_for(output_format),
+        icc_profile=icc_profile,
+        settings=request.encoder,
+    )
+    return Rendered(data=data, format=output_format, width=thumbnail.width, height=thumbnail.height)

@@ -1,0 +1,45 @@
+"""Result keys: the one name of a thumbnail's bytes, and the ETag derived from it.
+
+A key holds everything that decides the encoded bytes: the source's path and identity (its
+version), the normalised spec, the output format (or "source" when the source's family decides
+it), every effective encoder setting (configured qualities, speed/effort, metadata policy) and
+the renderer's version. The memory tier keys on the `ResultKey` itself (hashing a few small
+fields); the shared tiers and the ETag use its digest, which is the same on every node.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from hashlib import blake2b
+
+from server.imaging import RENDERER_VERSION
+
+#: The format part of a key when the request names none: the source decides, still deterministically.
+SOURCE_FAMILY = "source"
+
+
+@dataclass(frozen=True)
+class ResultKey:
+    source: str
+    identity: tuple[int, ...]
+    spec: str
+    format: str
+    encoder: str
+    renderer: str = RENDERER_VERSION
+
+    def canonical(self) -> bytes:
+        """An unambiguous encoding of every field (JSON: no separator can be forged by a path)."""
+        fields = [self.renderer, self.source, list(self.identity), self.spec, self.format, self.encoder]
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @cached_property
+    def digest(self) -> str:
+        """32 hex characters: the name of these bytes in every tier and on every node."""
+        return blake2b(self.canonical(), digest_size=16).hexdigest()
+
+    @cached_property
+    def etag(self) -> str:
+        """The strong ETag of the thumbnail these bytes make."""
+        return f'"{self.digest}"'

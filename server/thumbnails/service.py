@@ -1,0 +1,163 @@
+"""The thumbnail service: what a request means, and where its bytes come from.
+
+    plan(spec, path, accept)  parse the spec, resolve the source, choose the output format,
+                              build the ResultKey: everything known before any image work
+    cached(plan)              the memory tier, synchronously (the cache-hit path)
+    entry(plan)               memory tier -> shared tier -> render, one production per key
+
+No HTTP here: the HTTP layer turns a `StoredResult` into whatever it keeps in the memory tier
+(encoded response heads) through the `make_entry` function it passes in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Generic, TypeVar
+
+from cache import CoalescingCache, ResultStore, StoredResult
+from server.formats import FORMATS, format_for_media_type
+from server.imaging import EncoderSettings, Rendered, RenderRequest, SourceLimits, SourceTooLarge, render_thumbnail
+from server.thumbnails.keys import SOURCE_FAMILY, ResultKey
+from server.thumbnails.negotiation import negotiate_format
+from server.thumbnails.pool import RenderPool
+from server.thumbnails.spec import SpecRules, ThumbSpec, parse_spec
+from storage import OriginalStore, Source
+
+E = TypeVar("E")
+
+logger = logging.getLogger("thumbserver")
+
+
+@dataclass(frozen=True, slots=True)
+class ThumbnailOptions:
+    """The configuration the service needs, as plain data (built by the composition root)."""
+
+    rules: SpecRules
+    auto_formats: tuple[str, ...]
+    encoder: EncoderSettings
+    limits: SourceLimits
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One request, understood: known before any image work, and enough to answer a 304."""
+
+    spec: ThumbSpec
+    source: Source
+    output_format: str | None
+    key: ResultKey
+    vary: str | None
+
+    @property
+    def etag(self) -> str:
+        return self.key.etag
+
+    def filename(self, media_type: str) -> str:
+        """`photo_320x240.webp`: the source's stem, the box and the extension of the bytes."""
+        stem = self.source.name.rpartition(".")[0] or self.source.name
+        found = format_for_media_type(media_type)
+        return f"{stem}_{self.spec.box_name}.{found.extension if found else 'bin'}"
+
+
+class ThumbnailService(Generic[E]):
+    """Answers "which bytes are this thumbnail", rendering each key at most once per process
+    (and, with a shared tier, once for every process that shares it)."""
+
+    def __init__(
+        self,
+        options: ThumbnailOptions,
+        *,
+        originals: OriginalStore,
+        pool: RenderPool,
+        memory: CoalescingCache[E],
+        make_entry: Callable[[Plan, StoredResult], E],
+        shared: ResultStore | None = None,
+    ) -> None:
+        self.options = options
+        self.originals = originals
+        self.pool = pool
+        self.memory = memory
+        self.shared = shared
+        self._make_entry = make_entry
+        self._encoder = options.encoder.describe()
+        self._background: set[asyncio.Task[None]] = set()
+        self.renders = 0  # renders started in this process, for tests and /healthz
+        # Specs repeat endlessly on real traffic; invalid ones raise and are not memoised.
+        self._parse = lru_cache(maxsize=1024)(lambda text: parse_spec(text, options.rules))
+
+    def plan(self, spec_text: str, url_path: str, accept: str | None) -> Plan:
+        """Raises `InvalidSpec` (a bad spec wins over a missing file) or `NotFound`."""
+        spec = self._parse(spec_text)
+        source = self.originals.resolve(url_path)
+        negotiated = spec.format is None and bool(self.options.auto_formats)
+        output_format = spec.format or negotiate_format(accept, self.options.auto_formats)
+        key = ResultKey(source.relative, source.identity, spec.canonical, output_format or SOURCE_FAMILY, self._encoder)
+        return Plan(spec, source, output_format, key, vary="Accept" if negotiated else None)
+
+    def cached(self, plan: Plan) -> E | None:
+        """The memory tier's entry, or None. Never awaits: the cache-hit path."""
+        return self.memory.get(plan.key)
+
+    async def entry(self, plan: Plan) -> E:
+        """The entry for `plan` from the fastest tier that has it, rendering on a miss.
+
+        Raises `ImageError` (422), `RenderUnavailable` (503), `NotFound` or `SourceChanged`.
+        """
+        return await self.memory.get_or_create(plan.key, lambda: self._produce(plan))
+
+    async def _produce(self, plan: Plan) -> E:
+        if self.shared is not None:
+            stored = await self.shared.get(plan.key.digest)
+            if stored is not None:
+                return self._make_entry(plan, stored)
+        stored = self._stored(plan, await self._render(plan))
+        if self.shared is not None:
+            self._in_background(self.shared.put(plan.key.digest, stored))
+        return self._make_entry(plan, stored)
+
+    async def _render(self, plan: Plan) -> Rendered:
+        limits = self.options.limits
+        if plan.source.size > limits.max_bytes:
+            raise SourceTooLarge("The source image is larger than this server accepts")
+        spec = plan.spec
+        request = RenderRequest(
+            width=spec.width,
+            height=spec.height,
+            fit=spec.fit,
+            format=plan.output_format,
+            quality=spec.quality,
+            encoder=self.options.encoder,
+        )
+        self.renders += 1
+        return await self.pool.run(_read_and_render, self.originals, plan.source, request, limits)
+
+    def _stored(self, plan: Plan, rendered: Rendered) -> StoredResult:
+        return StoredResult(
+            body=rendered.data,
+            media_type=FORMATS[rendered.format].media_type,
+            etag=plan.etag,
+            source_mtime_ns=plan.source.mtime_ns,
+            vary=plan.vary,
+        )
+
+    def _in_background(self, work) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        """Let writes to the shared tier finish, then close it."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self.shared is not None:
+            await self.shared.close()
+
+
+def _read_and_render(originals: OriginalStore, source: Source, request: RenderRequest, limits: SourceLimits) -> Rendered:
+    """Runs in a render worker: read the exact version `source` names (or raise `SourceChanged`:
+    other bytes must not be cached under its identity), then render it."""
+    return render_thumbnail(originals.read(source, max_bytes=limits.max_bytes), request, limits=limits)

@@ -1,0 +1,66 @@
+"""What every original store returns and raises, and the path rules they all apply."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+class NotFound(Exception):
+    """No servable original for this path: missing, refused by a rule, or unreadable.
+
+    The message is for logs only; clients get a generic answer so nothing about the
+    storage leaks (which rule refused it, or whether a file exists outside the rules).
+    """
+
+
+class SourceChanged(Exception):
+    """The original was replaced or modified between `resolve` and reading it, or while it was read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One version of an original, as it was when resolved.
+
+    `relative` is the normalised path below the root ("a/b.jpg"); `identity` names this version
+    for caches and ETags. `path` and `stat` are set by stores backed by local files.
+    """
+
+    relative: str
+    size: int
+    mtime_ns: int
+    path: str | None = None
+    stat: os.stat_result | None = None
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        return (self.size, self.mtime_ns)
+
+    @property
+    def mtime(self) -> float:
+        return self.mtime_ns / 1e9
+
+    @property
+    def name(self) -> str:
+        return self.relative.rpartition("/")[2]
+
+
+def check_lexically(url_path: str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> list[str]:
+    """The segments of `url_path`, or `NotFound` for what no store may serve.
+
+    Refused: an empty path, empty/`.`/`..` segments, segments starting with `.` (dot-files such as
+    `.git` or `.env`), NUL, backslashes, and an extension not in `extensions` (lowercase, no dot).
+    """
+    if not url_path:
+        raise NotFound("empty path")
+    if "\x00" in url_path or "\\" in url_path:
+        raise NotFound("NUL or backslash in path")
+    segments = url_path.split("/")
+    for segment in segments:
+        # Covers "", ".", ".." and dot-files/dot-folders such as ".git" or ".env" in one rule.
+        if not segment or segment.startswith("."):
+            raise NotFound(f"segment {segment!r} refused")
+    _, dot, extension = segments[-1].rpartition(".")
+    if not dot or extension.lower() not in extensions:
+        raise NotFound(f"extension of {segments[-1]!r} not allowed")
+    return segments

@@ -1,0 +1,80 @@
+"""The `OriginalStore` protocol, and `MemoryStore`: originals held in a dict (tests, fixtures).
+
+A store returns data or raises `NotFound`/`SourceChanged`; it never decides an HTTP status.
+Every implementation runs the one contract suite in `tests/contract/`.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from storage.source import NotFound, Source, SourceChanged, check_lexically
+
+
+@runtime_checkable
+class OriginalStore(Protocol):
+    """Where originals come from. Methods block (a few syscalls at most for `resolve`)."""
+
+    def resolve(self, url_path: str) -> Source:
+        """The original `url_path` names (decoded, no leading "/"), or `NotFound`."""
+        ...
+
+    def read(self, source: Source, *, max_bytes: int) -> bytes:
+        """All bytes of exactly the version `source` names (at most `max_bytes + 1` are read);
+        `SourceChanged` if it is another version now, `NotFound` if it is gone."""
+        ...
+
+    def open(self, source: Source) -> BinaryIO:
+        """A readable file of exactly the version `source` names; the caller closes it."""
+        ...
+
+    def unchanged(self, source: Source, file: BinaryIO) -> bool:
+        """Whether `file` (from `open`) still holds the version `source` names."""
+        ...
+
+
+class MemoryStore:
+    """An `OriginalStore` over a dict of path -> bytes; `put` replaces a version."""
+
+    def __init__(self, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> None:
+        self.extensions = frozenset(extensions)
+        self._files: dict[str, tuple[bytes, int]] = {}
+
+    def put(self, url_path: str, data: bytes) -> None:
+        previous = self._files.get(url_path)
+        mtime_ns = time.time_ns()
+        if previous is not None and previous[1] >= mtime_ns:
+            mtime_ns = previous[1] + 1
+        self._files[url_path] = (data, mtime_ns)
+
+    def delete(self, url_path: str) -> None:
+        self._files.pop(url_path, None)
+
+    def resolve(self, url_path: str) -> Source:
+        check_lexically(url_path, self.extensions)
+        found = self._files.get(url_path)
+        if found is None:
+            raise NotFound(f"{url_path!r} is not stored")
+        data, mtime_ns = found
+        return Source(relative=url_path, size=len(data), mtime_ns=mtime_ns)
+
+    def read(self, source: Source, *, max_bytes: int) -> bytes:
+        return self._current(source)[: max_bytes + 1]
+
+    def open(self, source: Source) -> BinaryIO:
+        return io.BytesIO(self._current(source))
+
+    def unchanged(self, source: Source, file: BinaryIO) -> bool:
+        found = self._files.get(source.relative)
+        return found is not None and (len(found[0]), found[1]) == source.identity
+
+    def _current(self, source: Source) -> bytes:
+        found = self._files.get(source.relative)
+        if found is None:
+            raise NotFound(f"{source.relative!r} is gone")
+        data, mtime_ns = found
+        if (len(data), mtime_ns) != source.identity:
+            raise SourceChanged(source.relative)
+        return data
