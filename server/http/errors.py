@@ -25,6 +25,7 @@ from collections.abc import Callable
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from server.http.conditional import RangeNotSatisfiable
 from server.http.responses import error_response
@@ -79,7 +80,21 @@ def response_for(exc: Exception, *, context: str = "") -> Response:
 
 
 async def _handle(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        # Starlette names the methods of the first route that matched the path; GET and HEAD of
+        # one path may be two routes, so Allow is the union over every route of the path.
+        exc = HTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allowed_methods(request)})
     return response_for(exc, context=f"for {request.method} {request.url.path}")
+
+
+def allowed_methods(request: Request) -> str:
+    """The methods the app's routes take for this request's path, sorted."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 def exception_handlers() -> dict[type[Exception] | int, object]:

@@ -8,7 +8,8 @@ from dataclasses import asdict
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute, Match
 
 from server.formats import FORMATS, OUTPUT_FORMATS
 from server.http.errors import exception_handlers
@@ -56,7 +57,16 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
         # None: a path another route owns that no route here matched, such as /docs/x.
         return await images.respond(request.scope, NotFound("not an image URL") if url is None else url)
 
-    _add_image_route(app, thumbnail_prefix + "/{spec}/{path:path}", image, "thumbnail",
+    class ImageRoute(APIRoute):
+        """Matches only what the classifier calls an image URL, so the catch-all `/{path:path}`
+        never shadows a route added later, whatever the order of registration."""
+
+        def matches(self, scope):
+            if scope["type"] == "http" and images.classify(scope) is None:
+                return Match.NONE, {}
+            return super().matches(scope)
+
+    _add_image_route(app, ImageRoute, thumbnail_prefix + "/{spec}/{path:path}", image, "thumbnail",
                      summary="A thumbnail made on demand",
                      description="A thumbnail of `{root}/{path}` as `{spec}` describes it (see the README's grammar).",
                      responses={
@@ -67,7 +77,7 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
                          422: {"content": _ERROR_CONTENT, "description": "The source cannot be made into a thumbnail."},
                          503: {"content": _ERROR_CONTENT, "description": "Render queue full or render too slow."},
                      })
-    _add_image_route(app, "/{path:path}", image, "original",
+    _add_image_route(app, ImageRoute, "/{path:path}", image, "original",
                      summary="An original image",
                      description="The original file `{root}/{path}`, with conditional and range requests.",
                      responses={
@@ -93,7 +103,8 @@ def reserved_segments(routes: Iterable[BaseRoute]) -> set[str]:
     return found
 
 
-def _add_image_route(app: FastAPI, path: str, endpoint: Callable, name: str, **options) -> None:
+def _add_image_route(app: FastAPI, route_class: type[APIRoute], path: str, endpoint: Callable, name: str,
+                     **options) -> None:
     """GET documented in OpenAPI, HEAD served by the same endpoint (one operation id each)."""
 
     async def documented(spec: str, path: str, request: Request) -> Response:  # the parameters OpenAPI shows
@@ -104,5 +115,7 @@ def _add_image_route(app: FastAPI, path: str, endpoint: Callable, name: str, **o
 
     handler = documented if name == "thumbnail" else original
     handler.__name__ = name
-    app.add_api_route(path, handler, methods=["GET"], response_class=Response, tags=["images"], **options)
-    app.add_api_route(path, handler, methods=["HEAD"], response_class=Response, include_in_schema=False)
+    app.router.routes.append(route_class(path, handler, methods=["GET"], response_class=Response, tags=["images"],
+                                         **options))
+    app.router.routes.append(route_class(path, handler, methods=["HEAD"], response_class=Response,
+                                         include_in_schema=False))

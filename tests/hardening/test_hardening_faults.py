@@ -9,6 +9,7 @@ import random
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -18,8 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.support import images
-import server.originals
-import server.thumbnails
+import server.http.originals
 import storage.files
 from tests.support.app import client_for
 from tests.support.probe import LoggedServer, exchange, parse_response, raw_request, write_config
@@ -56,13 +56,13 @@ class TestDeletedBetweenStatAndOpen:
     async def test_original(self, make_settings, image_root: Path, monkeypatch, size: int, opener: str) -> None:
         path = image_root / "gone.jpg"
         path.write_bytes(LARGE[:size])
-        real = getattr(server.originals, opener)
+        real = getattr(storage.files, opener)
 
         def delete_first(*args, **kwargs):
             path.unlink(missing_ok=True)
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(server.originals, opener, delete_first)
+        monkeypatch.setattr(storage.files, opener, delete_first)
         async with client_for(make_settings()) as http:
             response = await http.get("/gone.jpg")
         assert response.status_code == 404
@@ -70,13 +70,13 @@ class TestDeletedBetweenStatAndOpen:
 
     async def test_thumbnail(self, make_settings, image_root: Path, monkeypatch) -> None:
         path = images.write(image_root / "gone.jpg", images.jpeg_bytes((64, 48)))
-        real = server.thumbnails.read_source
+        real = storage.files.read_source
 
         def delete_first(*args, **kwargs):
             path.unlink(missing_ok=True)
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(server.thumbnails, "read_source", delete_first)
+        monkeypatch.setattr(storage.files, "read_source", delete_first)
         async with client_for(make_settings()) as http:
             response = await http.get("/thumb/32x/gone.jpg")
             assert response.status_code == 404
@@ -162,9 +162,8 @@ class TestReplacedWhileRead:
             return (_RewritingFile(file, path, new, rewrites) if not rewrites else file), st
 
         monkeypatch.setattr(storage.files, "open_regular", rewritten_once)
-        monkeypatch.setattr(server.originals, "open_regular", rewritten_once)
         async with client_for(make_settings()) as http:
-            if size > server.originals.WHOLE_READ_BYTES:
+            if size > server.http.originals.WHOLE_READ_BYTES:
                 # Streamed: the change shows after the status line, so the transfer must fail.
                 # (httpx's ASGI transport re-raises what the app raised after the status line.)
                 with pytest.raises(storage.files.SourceChanged):
@@ -294,8 +293,12 @@ class TestGracefulShutdown:
         assert "Traceback" not in live.log_text()
 
 
-def _nobody_can_run_python() -> bool:
-    return shutil.which("setpriv") is not None
+def _can_drop_capabilities() -> bool:
+    if shutil.which("setpriv") is None:
+        return False
+    probe = subprocess.run(["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                            "--bounding-set=-dac_override,-dac_read_search", "true"], capture_output=True)
+    return probe.returncode == 0
 
 
 @pytest.fixture
@@ -324,14 +327,17 @@ def unreadable_root():
 class TestPermissions:
     """Unreadable files and folders are 404 (never 401, 403-by-accident or 500), read as a non-root user."""
 
-    @pytest.mark.skipif(os.geteuid() == 0 and not _nobody_can_run_python(),
-                        reason="running as root without setpriv: permission bits would not bind")
+    @pytest.mark.skipif(os.geteuid() == 0 and not _can_drop_capabilities(),
+                        reason="running as root and cannot drop CAP_DAC_OVERRIDE: permission bits would not bind")
     def test_unreadable_is_404(self, unreadable_root) -> None:
         base, root = unreadable_root
         prefix = []
         if os.geteuid() == 0:
-            # Root reads everything whatever the mode bits: serve as `nobody` instead.
-            prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            # Root reads everything whatever the mode bits because of two capabilities: drop them
+            # and the owner's bits bind. Staying root (not `nobody`) keeps the checkout and the
+            # venv readable wherever they live, a 0700 folder under /root included.
+            prefix = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                      "--bounding-set=-dac_override,-dac_read_search"]
         log = base / "server.log"
         with LoggedServer(None, root, log=log, prefix=prefix) as live:
             expected = {

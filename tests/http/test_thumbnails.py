@@ -283,3 +283,38 @@ class TestErrors:
         spec = (await client.get("/openapi.json")).json()
         content = spec["paths"]["/thumb/{spec}/{path}"]["get"]["responses"]["200"]["content"]
         assert set(content) == {"image/jpeg", "image/png", "image/webp", "image/avif"}
+
+
+class TestResultKeys:
+    """The ETag names the bytes: every setting that changes them changes it, on every node alike."""
+
+    async def test_configured_quality_changes_the_etag(self, make_settings, photo: Path) -> None:
+        answers = {}
+        for quality in (82, 30):
+            async with client_for(make_settings(thumbnails={"quality": {"jpeg": quality}})) as http:
+                answers[quality] = await http.get("/thumb/400x/photo.jpg")
+        assert answers[82].headers["etag"] != answers[30].headers["etag"]
+        assert len(answers[30].content) < len(answers[82].content)
+
+    async def test_other_formats_quality_changes_a_source_family_etag(self, make_settings, photo: Path) -> None:
+        """Without a format in the URL the output depends on the source: every quality is in the key."""
+        etags = set()
+        for webp in (80, 50):
+            async with client_for(make_settings(thumbnails={"quality": {"webp": webp}, "auto_formats": []})) as http:
+                etags.add((await http.get("/thumb/400x/photo.jpg")).headers["etag"])
+        assert len(etags) == 2
+
+    async def test_two_servers_agree_on_bytes_and_etag(self, make_settings, photo: Path) -> None:
+        answers = []
+        for _ in range(2):
+            async with client_for(make_settings()) as http:
+                answers.append(await http.get("/thumb/200x150,cover,webp/photo.jpg"))
+        assert answers[0].headers["etag"] == answers[1].headers["etag"]
+        assert answers[0].content == answers[1].content
+
+    async def test_a_304_after_a_quality_change_is_a_200(self, make_settings, photo: Path) -> None:
+        async with client_for(make_settings(thumbnails={"quality": {"jpeg": 82}})) as http:
+            etag = (await http.get("/thumb/400x/photo.jpg")).headers["etag"]
+            assert (await http.get("/thumb/400x/photo.jpg", headers={"If-None-Match": etag})).status_code == 304
+        async with client_for(make_settings(thumbnails={"quality": {"jpeg": 30}})) as http:
+            assert (await http.get("/thumb/400x/photo.jpg", headers={"If-None-Match": etag})).status_code == 200

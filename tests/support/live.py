@@ -32,6 +32,9 @@ class LiveServer:
         if config is not None:
             command += ["--config", str(config)]
         self.command = command
+        # A folder with no Python packages and no config.yaml: nothing there can shadow a module
+        # (tests/http would shadow the standard library's http) or change the settings.
+        self.cwd = Path(root)
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self._output: IO[bytes] | None = None
@@ -40,7 +43,7 @@ class LiveServer:
         # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks it.
         self._output = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            self.command, env=self.env, cwd=Path(__file__).parent, stdout=self._output, stderr=subprocess.STDOUT,
+            self.command, env=self.env, cwd=self.cwd, stdout=self._output, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + 30

@@ -190,7 +190,7 @@ class LoggedServer(LiveServer):
     def __enter__(self) -> LoggedServer:
         with open(self.log, "ab") as log_file:
             self.process = subprocess.Popen(
-                self.command, env=self.env, cwd=Path(__file__).parent.parent, stdout=log_file,
+                self.command, env=self.env, cwd=self.cwd, stdout=log_file,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
         deadline = time.monotonic() + 30
