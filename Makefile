@@ -1,4 +1,5 @@
 # `make run` and `make test` each set up everything they need on a fresh machine.
+# `make bench BENCH_ARGS="--only hit revalidation --baseline ../main-before"`: see bench/README.md.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -23,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -51,6 +51,7 @@ class Environment:
     venvs: Path
     workers: int  # uvicorn worker processes for our server and the Starlette ceiling
     timing: Timing
+    baseline: Path | None = None  # another checkout of this server, measured beside ours
 
     def names(self, scenario: Scenario) -> int:
         """How many distinct names the cold ``scenario``'s source folder holds."""
@@ -116,9 +117,11 @@ class OurServer(HttpSubject):
         """cache.max_bytes used for ``scenario``: the default except in the memory scenario."""
         return MEMORY_CACHE_BYTES if scenario.key == "memory" else DEFAULT_CACHE_BYTES
 
+    checkout = REPO
+
     @contextmanager
     def serving(self, scenario: Scenario) -> Iterator[Running]:
-        config = self.env.workdir / f"ours-{scenario.key}.yaml"
+        config = self.env.workdir / f"{self.name}-{scenario.key}.yaml"
         config.write_text(json.dumps({  # JSON is YAML
             "storage": {"root": str(self.env.corpus.root)},
             "cache": {"max_bytes": self.cache_bytes(scenario)},
@@ -131,8 +134,9 @@ class OurServer(HttpSubject):
         # THUMBSERVER_* variables would override the config: the run must be reproducible.
         env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBSERVER_")}
         base = f"http://127.0.0.1:{port}"
+        # `python -m` puts the working directory first on sys.path: the checkout's own packages.
         with service(command, ready_url=f"{base}/healthz", log=self._log(scenario), env=env,
-                     cwd=REPO) as child:
+                     cwd=self.checkout) as child:
             yield Running(base, child.pid)
 
     def target(self, scenario: Scenario, base_url: str) -> Target:
@@ -357,12 +361,39 @@ class InProcess:
         return result
 
 
+class Baseline(OurServer):
+    """Another checkout of this server (``--baseline DIR``, e.g. main before a change), run with
+    the same interpreter and settings: a change's cost or gain as a ratio from one run."""
+
+    name = "baseline"
+
+    def __init__(self, env: Environment) -> None:
+        super().__init__(env)
+        assert env.baseline is not None
+        self.checkout = env.baseline.resolve()
+        self.label = f"thumbserver (baseline {self._commit()})"
+
+    def _commit(self) -> str:
+        done = subprocess.run(["git", "-C", str(self.checkout), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True)
+        return done.stdout.strip() or self.checkout.name
+
+    def install(self, debian: tools.Debian) -> None:
+        if not (self.checkout / "server").is_dir():
+            raise tools.Unavailable(f"{self.checkout} is not a checkout of this server")
+
+    def version(self) -> str:
+        return f"git {self._commit()} at {self.checkout}, {self.env.workers} worker(s)"
+
+
 def build_subjects(env: Environment) -> dict[str, HttpSubject | InProcess]:
     """Every subject by name, not yet installed."""
     subjects: list[HttpSubject | InProcess] = [
         OurServer(env), InProcess(env, "pillow"), InProcess(env, "pyvips"),
         Thumbor(env), Nginx(env), StarletteCeiling(env),
     ]
+    if env.baseline is not None:
+        subjects.insert(1, Baseline(env))
     return {subject.name: subject for subject in subjects}
 
 

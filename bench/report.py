@@ -93,6 +93,11 @@ RATIO_GOALS = (
     ("hit ≥ 0.4× nginx (same bytes)", ("hit", "ours"), ("hit", "nginx"), 0.4),
     ("revalidation ≥ 1.0× hit", ("revalidation", "ours"), ("hit", "ours"), 1.0),
     ("original ≥ 0.5× nginx", ("original", "ours"), ("original", "nginx"), 0.5),
+    # With --baseline: this checkout against the other, same run (a change must not cost > 5%).
+    ("hit ≥ 0.95× baseline", ("hit", "ours"), ("hit", "baseline"), 0.95),
+    ("revalidation ≥ 0.95× baseline", ("revalidation", "ours"), ("revalidation", "baseline"), 0.95),
+    ("original ≥ 0.95× baseline", ("original", "ours"), ("original", "baseline"), 0.95),
+    ("cold 2 MP ≥ 0.95× baseline", ("cold-2mp", "ours"), ("cold-2mp", "baseline"), 0.95),
 )
 
 

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     timing = QUICK if args.quick else FULL
     corpus = ensure_corpus(BENCH_DIR / ".corpus", names_24mp=NAMES_24MP, names_2mp=NAMES_2MP)
     with tempfile.TemporaryDirectory(prefix="thumbbench-") as scratch:
-        env = _environment(Path(scratch), corpus, timing, args.workers)
+        env = _environment(Path(scratch), corpus, timing, args.workers, args.baseline)
         runner = Runner(env, scenarios, skip_peers=args.skip_peers)
         report = runner.run()
     report.settings["corpus"] = describe(corpus)
@@ -84,7 +84,7 @@ class Runner:
         self.scenarios = scenarios
         wanted = {name for scenario in scenarios for name in scenario.subjects}
         if skip_peers:
-            wanted &= {"ours"}
+            wanted &= {"ours", "baseline"}
         self.subjects = {n: s for n, s in build_subjects(env).items() if n in wanted}
         self.report = Report(
             machine=describe_machine(), settings=_settings(env), versions={},
@@ -248,12 +248,12 @@ def _split(target: Target) -> tuple[Target, Target]:
     return target.shifted(target.first, warm), target.shifted(target.first + warm, target.count - warm)
 
 
-def _environment(scratch: Path, corpus, timing: Timing, workers: int) -> Environment:
+def _environment(scratch: Path, corpus, timing: Timing, workers: int, baseline: Path | None) -> Environment:
     static = scratch / "static"
     static.mkdir()
     return Environment(
         nproc=os.cpu_count() or 1, corpus=corpus, workdir=scratch, static_dir=static,
-        venvs=BENCH_DIR / ".venvs", workers=workers, timing=timing,
+        venvs=BENCH_DIR / ".venvs", workers=workers, timing=timing, baseline=baseline,
     )
 
 
@@ -280,6 +280,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", nargs="+", metavar="SCENARIO",
                         help=f"run only these ({', '.join(s.key for s in SCENARIOS)})")
     parser.add_argument("--skip-peers", action="store_true", help="measure our server alone")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="another checkout of this server (e.g. `git worktree add ../base main`) "
+                             "measured beside this one in the same run, as subject `baseline`")
     cores = len(os.sched_getaffinity(0))
     parser.add_argument("--workers", type=int, default=cores,
                         help="uvicorn workers of our server and the Starlette ceiling "

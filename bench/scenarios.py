@@ -55,13 +55,13 @@ class Scenario:
 
 SCENARIOS = (
     Scenario("cold-24mp", "cold 24 MP → 320 px wide", 4,
-             ("ours", "pillow", "pyvips", "thumbor"), source="24mp", box=(320, None)),
+             ("ours", "baseline", "pillow", "pyvips", "thumbor"), source="24mp", box=(320, None)),
     Scenario("cold-2mp", "cold 2 MP → 512x512", 4,
-             ("ours", "pillow", "pyvips", "thumbor"), source="2mp", box=(512, 512)),
+             ("ours", "baseline", "pillow", "pyvips", "thumbor"), source="2mp", box=(512, 512)),
     Scenario("hit", "cache hit, one 320 px thumbnail", 32,
-             ("ours", "thumbor", "nginx", "starlette")),
-    Scenario("revalidation", "If-None-Match → 304", 32, ("ours", "nginx", "starlette")),
-    Scenario("original", "original, 2 MB JPEG", 32, ("ours", "nginx", "starlette")),
+             ("ours", "baseline", "thumbor", "nginx", "starlette")),
+    Scenario("revalidation", "If-None-Match → 304", 32, ("ours", "baseline", "nginx", "starlette")),
+    Scenario("original", "original, 2 MB JPEG", 32, ("ours", "baseline", "nginx", "starlette")),
     Scenario("memory", "memory: cold 24 MP → 320 px, conc 8", 8,
              ("ours",), source="24mp", box=(320, None)),
 )
