@@ -79,10 +79,17 @@ class CoalescingCache(Generic[V]):
         del self._pending[key]
         if task.cancelled() or task.exception() is not None:
             return  # exception() also marks it retrieved: no "never retrieved" warning when nobody waits
+        self.put(key, task.result())
+
+    def put(self, key: Hashable, value: V) -> bool:
+        """Keep `value` under `key` (the least recently used go to make room); False when it is
+        larger than the whole budget and so not kept."""
         try:
-            self._lru[key] = task.result()
+            self._lru[key] = value
         except ValueError:
             self._oversize += 1
+            return False
+        return True
 
     def clear(self) -> None:
         """Forget every entry (productions in flight still finish and are kept)."""

@@ -3,12 +3,15 @@ reads `Settings`; every other area gets small frozen objects built here."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from contextlib import asynccontextmanager
+from hashlib import blake2b
 
 from fastapi import FastAPI
 
-from cache import CoalescingCache
-from server.config import Settings
+from cache import CoalescingCache, DiskStore, GuardedStore, RedisStore, ResultStore, UnusableStore
+from server.config import ConfigError, Settings
 from server.http.images import CacheControl, ImageHandler
 from server.http.responses import entry_maker, entry_size
 from server.http.routes import build_app, reserved_segments
@@ -30,7 +33,54 @@ def thumbnail_options(settings: Settings) -> ThumbnailOptions:
         auto_formats=thumbnails.auto_formats,
         encoder=EncoderSettings(qualities=thumbnails.quality.model_dump()),
         limits=SourceLimits(max_pixels=settings.limits.max_source_pixels, max_bytes=settings.limits.max_source_bytes),
+        # A render lock outlives the longest render (its deadline) by a margin for the read and write.
+        lock_ttl_s=settings.limits.render_timeout_s + 5,
     )
+
+
+#: Redis entries are shared by every node whatever its image root's path: the result key already
+#: names the source by its path below the root and its version.
+REDIS_NAMESPACE = "results"
+
+
+def shared_store(settings: Settings) -> ResultStore | None:
+    """The shared tier `cache.shared` names, unguarded; None for `none`. Raises `UnusableStore`."""
+    cache = settings.cache
+    if cache.shared == "disk":
+        assert cache.disk_path is not None  # load_settings fills in the default
+        # One namespace per image root: two servers of different roots never mix results.
+        namespace = blake2b(str(settings.storage.root).encode(), digest_size=8).hexdigest()
+        return DiskStore(cache.disk_path, cache.disk_max_bytes, namespace=namespace)
+    if cache.shared == "redis":
+        return RedisStore(cache.redis_url, ttl_s=cache.redis_ttl_s, timeout_s=cache.redis_timeout_s,
+                          namespace=REDIS_NAMESPACE)
+    return None
+
+
+def check_shared_tier(settings: Settings) -> None:
+    """Start-up's check that the configured shared tier can be used; `ConfigError` naming the key."""
+    key = {"disk": "cache.disk_path", "redis": "cache.redis_url"}.get(settings.cache.shared, "cache.shared")
+    try:
+        store = shared_store(settings)
+        if store is None:
+            return
+
+        async def check() -> None:
+            try:
+                await store.check()
+            finally:
+                await store.close()
+
+        asyncio.run(check())
+    except (UnusableStore, OSError, ValueError) as error:
+        raise ConfigError(f"{key}: {error}") from None
+
+
+def _guarded(store: ResultStore | None, settings: Settings) -> GuardedStore | None:
+    if store is None:
+        return None
+    timeout = settings.cache.redis_timeout_s if settings.cache.shared == "redis" else None
+    return GuardedStore(store, logger=logging.getLogger("thumbserver.cache"), timeout_s=timeout)
 
 
 def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
@@ -53,6 +103,7 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         pool=pool,
         memory=CoalescingCache(settings.cache.max_bytes, sizeof=entry_size),
         make_entry=entry_maker(cache_control.thumbnails),
+        shared=_guarded(shared_store(settings), settings),
     )
     classifier = URLClassifier(thumbnail_prefix=settings.thumbnails.prefix, reserved=())
     images = ImageHandler(classifier=classifier, originals=originals, thumbnails=thumbnails, cache_control=cache_control)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -47,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(_config_file(args.config), overrides=_cli_overrides(args))
+    except ConfigError as exc:
+        print(f"thumbserver: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # A shared tier that cannot be used stops start-up here, not at the first request.
+        from server.app import check_shared_tier
+
+        check_shared_tier(settings)
     except ConfigError as exc:
         print(f"thumbserver: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -96,6 +105,7 @@ def serve(settings: Settings) -> int:
             else "h11"
         ),
         "access_log": server.access_log,
+        "log_config": _log_config(),
         "server_header": False,
         "timeout_graceful_shutdown": 30,
     }
@@ -107,6 +117,15 @@ def serve(settings: Settings) -> int:
         os.environ[_SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("server.cli:worker_app", factory=True, **options)
     return 0
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus the server's own `thumbserver` loggers (renders, shared-tier faults)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["thumbserver"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def worker_app():

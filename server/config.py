@@ -71,7 +71,23 @@ class StorageSettings(_Section):
 
 
 class CacheSettings(_Section):
+    # The in-process tier, per worker process.
     max_bytes: PositiveInt = 256 * 1024 * 1024
+    # The tier every worker (and, with redis, every node) shares: disk | redis | none.
+    shared: Literal["disk", "redis", "none"] = "disk"
+    # None: the user's cache folder ($XDG_CACHE_HOME or ~/.cache)/thumbserver; relative: to the config file.
+    disk_path: Path | None = None
+    disk_max_bytes: PositiveInt = 2 * 1024 * 1024 * 1024
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_ttl_s: PositiveInt = 30 * 24 * 3600
+    redis_timeout_s: Annotated[float, Field(gt=0, le=60)] = 0.25
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
 
 class Preset(_Section):
@@ -171,9 +187,11 @@ def load_settings(
     base_dir = Path.cwd()
     if config_file is not None:
         raw = _read_yaml(config_file)
-        file_root = raw.get("storage", {}).get("root") if isinstance(raw.get("storage"), dict) else None
-        if isinstance(file_root, str):
-            raw["storage"]["root"] = str((config_file.parent / file_root))
+        for section, key in (("storage", "root"), ("cache", "disk_path")):
+            # Relative paths in the file are relative to the file's folder.
+            value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
+            if isinstance(value, str):
+                raw[section][key] = str(config_file.parent / value)
     _merge(raw, _environment_overrides(os.environ if environ is None else environ))
     _merge(raw, {section: dict(values) for section, values in (overrides or {}).items()})
     try:
@@ -184,7 +202,15 @@ def load_settings(
     if not root.is_dir():
         raise ConfigError(f"storage.root: {settings.storage.root} is not a directory")
     storage = settings.storage.model_copy(update={"root": root})
-    return settings.model_copy(update={"storage": storage})
+    disk_path = settings.cache.disk_path or default_cache_folder(environ if environ is not None else os.environ)
+    cache = settings.cache.model_copy(update={"disk_path": (base_dir / disk_path).absolute()})
+    return settings.model_copy(update={"storage": storage, "cache": cache})
+
+
+def default_cache_folder(environ: Mapping[str, str]) -> Path:
+    """The user's cache folder for this program: `$XDG_CACHE_HOME/thumbserver` or `~/.cache/thumbserver`."""
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "thumbserver"
 
 
 def _read_yaml(config_file: Path) -> dict[str, Any]:

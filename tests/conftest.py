@@ -22,13 +22,16 @@ def image_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_settings(image_root: Path) -> Callable[..., Settings]:
-    """`make_settings(limits={"render_workers": 1})`: settings for `image_root` with overrides."""
+def make_settings(image_root: Path, tmp_path: Path) -> Callable[..., Settings]:
+    """`make_settings(limits={"render_workers": 1})`: settings for `image_root` with overrides.
+
+    The shared tier is the default (disk), in a folder of the test's own: never the user's cache.
+    """
 
     def build(**sections: dict[str, Any]) -> Settings:
-        overrides = {"storage": {"root": str(image_root)}} | {k: dict(v) for k, v in sections.items()}
-        if "storage" in sections:
-            overrides["storage"] = {"root": str(image_root), **sections["storage"]}
+        overrides = {k: dict(v) for k, v in sections.items()}
+        overrides["storage"] = {"root": str(image_root), **sections.get("storage", {})}
+        overrides["cache"] = {"disk_path": str(tmp_path / "results"), **sections.get("cache", {})}
         return load_settings(None, environ={}, overrides=overrides)
 
     return build

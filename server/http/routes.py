@@ -41,6 +41,7 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
         body = {
             "status": "ok",
             "cache": asdict(thumbnails.memory.stats()),
+            "shared": await thumbnails.shared.stats() if thumbnails.shared is not None else {"kind": "none"},
             "renders": {"started": thumbnails.renders, "in_flight": thumbnails.pool.in_flight},
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})

@@ -40,6 +40,9 @@ class ThumbnailOptions:
     auto_formats: tuple[str, ...]
     encoder: EncoderSettings
     limits: SourceLimits
+    # A render lock in the shared tier expires after this (a dead holder blocks nobody longer);
+    # a process that finds the lock taken waits at most this long for the holder's result.
+    lock_ttl_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,6 @@ class ThumbnailService(Generic[E]):
         self.shared = shared
         self._make_entry = make_entry
         self._encoder = options.encoder.describe()
-        self._background: set[asyncio.Task[None]] = set()
         self.renders = 0  # renders started in this process, for tests and /healthz
         # Specs repeat endlessly on real traffic; invalid ones raise and are not memoised.
         self._parse = lru_cache(maxsize=1024)(lambda text: parse_spec(text, options.rules))
@@ -110,14 +112,49 @@ class ThumbnailService(Generic[E]):
         return await self.memory.get_or_create(plan.key, lambda: self._produce(plan))
 
     async def _produce(self, plan: Plan) -> E:
-        if self.shared is not None:
-            stored = await self.shared.get(plan.key.digest)
-            if stored is not None:
-                return self._make_entry(plan, stored)
-        stored = self._stored(plan, await self._render(plan))
-        if self.shared is not None:
-            self._in_background(self.shared.put(plan.key.digest, stored))
+        shared = self.shared
+        if shared is None:
+            return self._make_entry(plan, self._stored(plan, await self._render(plan)))
+        digest = plan.key.digest
+        stored = await shared.get(digest)
+        if stored is None:
+            stored = await self._render_once_for_all(shared, plan)
         return self._make_entry(plan, stored)
+
+    async def _render_once_for_all(self, shared: ResultStore, plan: Plan) -> StoredResult:
+        """Render `plan` in exactly one of the processes sharing the tier; the others wait for it.
+
+        The render lock expires by itself, so a holder that dies delays the others at most
+        `lock_ttl_s`; a waiter that sees no result by then renders itself. A failing tier says
+        "locked" to everyone (GuardedStore), so each process renders on its own: slower, not wrong.
+        """
+        digest = plan.key.digest
+        ttl = self.options.lock_ttl_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ttl
+        delay = 0.01
+        while not await shared.lock(digest, ttl):
+            if loop.time() >= deadline:
+                break  # the holder is too slow or gone: render here rather than wait longer
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+            stored = await shared.get(digest)
+            if stored is not None:
+                return stored
+        else:
+            try:
+                # The holder of a lock that just expired may have finished meanwhile.
+                stored = await shared.get(digest)
+                if stored is not None:
+                    return stored
+                stored = self._stored(plan, await self._render(plan))
+                await shared.put(digest, stored)  # before unlocking: waiters find it at once
+                return stored
+            finally:
+                await shared.unlock(digest)
+        stored = self._stored(plan, await self._render(plan))
+        await shared.put(digest, stored)
+        return stored
 
     async def _render(self, plan: Plan) -> Rendered:
         limits = self.options.limits
@@ -133,7 +170,10 @@ class ThumbnailService(Generic[E]):
             encoder=self.options.encoder,
         )
         self.renders += 1
-        return await self.pool.run(_read_and_render, self.originals, plan.source, request, limits)
+        rendered = await self.pool.run(_read_and_render, self.originals, plan.source, request, limits)
+        logger.info("rendered %s %s as %s (%d bytes)", plan.source.relative, spec.canonical, rendered.format,
+                    len(rendered.data))
+        return rendered
 
     def _stored(self, plan: Plan, rendered: Rendered) -> StoredResult:
         return StoredResult(
@@ -144,15 +184,8 @@ class ThumbnailService(Generic[E]):
             vary=plan.vary,
         )
 
-    def _in_background(self, work) -> None:
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def close(self) -> None:
-        """Let writes to the shared tier finish, then close it."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """Close the shared tier (releasing any render lock still held)."""
         if self.shared is not None:
             await self.shared.close()
 

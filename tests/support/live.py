@@ -35,7 +35,11 @@ class LiveServer:
         # A folder with no Python packages and no config.yaml: nothing there can shadow a module
         # (tests/http would shadow the standard library's http) or change the settings.
         self.cwd = Path(root)
-        self.env = {**os.environ, **(env or {})}
+        # The shared disk tier goes to a folder of this server's own unless the test picks one:
+        # never the user's cache folder.
+        self._results = tempfile.TemporaryDirectory(prefix="ts-results-")
+        defaults = {"THUMBSERVER_CACHE_DISK_PATH": self._results.name}
+        self.env = {**os.environ, **defaults, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self._output: IO[bytes] | None = None
 
@@ -74,3 +78,4 @@ class LiveServer:
     def _close_output(self) -> None:
         if self._output is not None:
             self._output.close()
+        self._results.cleanup()
