@@ -119,7 +119,7 @@ class TestNegotiation:
             response = await client.get("/thumb/320x/photo.jpg", headers={"Accept": accept})
             etags.setdefault(response.headers["content-type"], set()).add(response.headers["etag"])
         assert {k: len(v) for k, v in etags.items()} == {"image/webp": 1, "image/jpeg": 1}
-        assert client._transport.app.state.thumbnails.memory.stats().entries == 2
+        assert client.app.state.thumbnails.memory.stats().entries == 2
 
     async def test_negotiation_off(self, make_settings, photo: Path) -> None:
         async with client_for(make_settings(thumbnails={"auto_formats": []})) as http:
@@ -138,7 +138,7 @@ class TestCaching:
     """Equal requests share one entry and ETag; 304s need no render; changes show at once."""
 
     async def test_equivalent_specs_share_etag_and_render(self, client: httpx.AsyncClient, photo: Path) -> None:
-        state = client._transport.app.state.thumbnails
+        state = client.app.state.thumbnails
         first = await client.get("/thumb/320x240,webp,cover/photo.jpg")
         second = await client.get("/thumb/320x240,cover,webp/photo.jpg")
         third = await client.get("/thumb/160x120@2x,webp,cover/photo.jpg")
@@ -147,7 +147,7 @@ class TestCaching:
         assert state.renders == 1
 
     async def test_revalidation_renders_nothing(self, client: httpx.AsyncClient, photo: Path) -> None:
-        state = client._transport.app.state.thumbnails
+        state = client.app.state.thumbnails
         etag = (await client.head("/thumb/200x/photo.jpg")).headers["etag"]
         state.memory.clear()
         before = state.renders
@@ -185,7 +185,7 @@ class TestCaching:
         assert response.json() == {"detail": "Not Found"}
 
     async def test_concurrent_misses_share_one_render(self, client: httpx.AsyncClient, photo: Path) -> None:
-        state = client._transport.app.state.thumbnails
+        state = client.app.state.thumbnails
         responses = await asyncio.gather(*(client.get("/thumb/300x/photo.jpg") for _ in range(20)))
         assert {r.status_code for r in responses} == {200}
         assert len({r.content for r in responses}) == 1
@@ -197,14 +197,14 @@ class TestCaching:
             sizes = [f"{w}x" for w in range(100, 400, 20)]
             for spec in sizes:
                 assert (await http.get(f"/thumb/{spec}/photo.jpg")).status_code == 200
-            stats = http._transport.app.state.thumbnails.memory.stats()
+            stats = http.app.state.thumbnails.memory.stats()
         assert stats.bytes <= 30_000
         assert stats.evictions > 0
 
     async def test_oversize_thumbnail_is_served_uncached(self, make_settings, photo: Path) -> None:
         async with client_for(make_settings(cache={"max_bytes": 100})) as http:
             response = await http.get("/thumb/300x/photo.jpg")
-            stats = http._transport.app.state.thumbnails.memory.stats()
+            stats = http.app.state.thumbnails.memory.stats()
         assert response.status_code == 200
         assert decode(response).size == (300, 225)
         assert (stats.entries, stats.oversize) == (0, 1)
@@ -266,7 +266,7 @@ class TestErrors:
         path = images.write(image_root / "later.jpg", b"garbage")
         os.utime(path, (MTIME, MTIME))
         assert (await client.get("/thumb/100x/later.jpg")).status_code == 422
-        assert client._transport.app.state.thumbnails.memory.stats().entries == 0
+        assert client.app.state.thumbnails.memory.stats().entries == 0
 
     async def test_queue_full_is_503(self, make_settings, photo: Path) -> None:
         settings = make_settings(limits={"render_workers": 1, "render_queue": 0})

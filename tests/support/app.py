@@ -8,6 +8,14 @@ from server.app import create_app
 from server.config import Settings
 
 
+class AppClient(httpx.AsyncClient):
+    """An httpx client on one in-process app, which tests may inspect (`client.app.state`)."""
+
+    def __init__(self, app, **options) -> None:
+        super().__init__(transport=httpx.ASGITransport(app=app), **options)
+        self.app = app
+
+
 class client_for:
     """`async with client_for(settings) as http:` — an app with its lifespan started and stopped.
 
@@ -17,11 +25,10 @@ class client_for:
     def __init__(self, settings: Settings, *, front: bool = True) -> None:
         self.app = create_app(settings, front=front)
 
-    async def __aenter__(self) -> httpx.AsyncClient:
+    async def __aenter__(self) -> AppClient:
         self._lifespan = self.app.router.lifespan_context(self.app)
         await self._lifespan.__aenter__()
-        transport = httpx.ASGITransport(app=self.app)
-        self._client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        self._client = AppClient(self.app, base_url="http://testserver")
         return self._client
 
     async def __aexit__(self, *exc_info: object) -> None:

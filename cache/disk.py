@@ -1,0 +1,390 @@
+"""`DiskStore`: the shared tier as files in one folder, for every worker process on a machine.
+
+Hand-written on aiofiles rather than diskcache. diskcache is process-safe and well tested, but it
+is synchronous SQLite: every call would need a thread of its own here anyway, its culling runs
+inside its own transactions on its own terms, and its files can be read only through it. What
+this tier needs is small and all POSIX: an atomic rename, an mtime, an `flock` and `O_EXCL`. So
+it is the layout thumbor's file result storage uses (a versioned path, sharded by digest, a temp
+file renamed into place), with aiofiles doing the entries' reads and writes off the event loop and
+the few metadata syscalls run in a thread.
+
+Layout, under `{path}/v{LAYOUT_VERSION}/{namespace}/`::
+
+    .usage                  "{bytes} {scanned_at}": the running total every process shares;
+                            flock'ed while a write is counted and while entries are evicted
+    .locks                  flock'ed while a stale render lock is taken over or a lock released
+    ab/cd/abcd…             an entry: `StoredResult.to_bytes()`, checked on every read
+    ab/cd/abcd….lock        a render lock: "{expires_at} {token}", created with O_EXCL
+    ab/cd/.abcd….{rand}.tmp an entry being written
+
+How the byte bound holds with several processes writing: a writer writes its temp file in full,
+then counts its size into `.usage` under the flock, evicting first if the total would pass
+`max_bytes`, and only then renames the file into place. Eviction scans the tree (temp files
+included in the total, never evicted) and deletes the entries with the oldest mtime until the
+total is under 90 % of `max_bytes`; a read touches its entry's mtime, so that order is least
+recently used across every process. The counted total is never below what is on disk (overwrites
+and deleted corrupt entries make it high until the next scan), so once writes settle the folder
+is within `max_bytes`; while they run, within it plus the temp files being written. The total
+is re-established by a scan when `.usage` is missing or older than `rescan_interval_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+
+from cache.store import (
+    DIGEST_PATTERN,
+    LAYOUT_VERSION,
+    CorruptEntry,
+    StoredResult,
+    UnusableStore,
+    checked_digest,
+    checked_namespace,
+)
+
+#: Eviction empties the folder down to this share of `max_bytes`, so it does not run on every write.
+EVICT_TO = 0.9
+#: Temp files and lock files left this long (by a process that died) are removed by the next scan.
+_LEFTOVER_S = 3600.0
+_USAGE = ".usage"
+_LOCKS = ".locks"
+
+
+class DiskStore:
+    """A `ResultStore` in the folder `path`, bounded by `max_bytes`, least recently used out first.
+
+    The constructor creates the folder and writes a probe file into it, raising `UnusableStore`
+    (naming the folder and the reason) if it cannot: start-up stops with that one line.
+    `check()` asks the same question again later. Stores on the same folder and namespace, in
+    any number of processes, share entries, the byte budget and render locks.
+    """
+
+    kind = "disk"
+
+    def __init__(
+        self, path: str | os.PathLike[str], max_bytes: int, *, namespace: str, rescan_interval_s: float = 300.0
+    ) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+        self.path = Path(path).expanduser().absolute()
+        self.max_bytes = max_bytes
+        self.namespace = checked_namespace(namespace)
+        self.root = self.path / f"v{LAYOUT_VERSION}" / namespace
+        self._rescan_interval_s = rescan_interval_s
+        self._usage_path = self.root / _USAGE
+        self._locks_path = self.root / _LOCKS
+        self._counting = asyncio.Lock()  # one thread per process waits on the .usage flock, not one per write
+        self._held: dict[str, str] = {}  # digest -> token of the render locks this object holds
+        self._evictions = self._oversize = 0
+        self._prepare()
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    async def get(self, digest: str) -> StoredResult | None:
+        path = self._entry_path(digest)
+        try:
+            async with aiofiles.open(path, "rb") as file:
+                data = await file.read()
+        except FileNotFoundError:
+            return None
+        try:
+            result = StoredResult.from_bytes(data)
+        except CorruptEntry:
+            # A concurrent writer may have renamed a good entry in since the read: losing it
+            # costs one render, keeping a corrupt one would cost every read.
+            with suppress(FileNotFoundError):
+                await aiofiles.os.unlink(path)
+            return None
+        await asyncio.to_thread(_touch, path)
+        return result
+
+    async def put(self, digest: str, result: StoredResult) -> None:
+        """Store `result`; one larger than the whole budget is not stored (counted as oversize)."""
+        path = self._entry_path(digest)
+        data = result.to_bytes()
+        if len(data) > self.max_bytes:
+            self._oversize += 1
+            return
+        await aiofiles.os.makedirs(path.parent, exist_ok=True)
+        temp = path.parent / f".{digest}.{secrets.token_hex(6)}.tmp"
+        try:
+            async with aiofiles.open(temp, "xb") as file:
+                await file.write(data)
+            async with self._counting:
+                await asyncio.to_thread(self._count_in, len(data))
+            await aiofiles.os.replace(temp, path)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(temp)  # one syscall, also on cancellation: no await here
+            raise
+
+    async def lock(self, digest: str, ttl_s: float) -> bool:
+        token = await asyncio.to_thread(self._take_lock, self._entry_path(digest), ttl_s)
+        if token is None:
+            return False
+        self._held[digest] = token
+        return True
+
+    async def unlock(self, digest: str) -> None:
+        token = self._held.pop(checked_digest(digest), None)
+        if token is not None:
+            await asyncio.to_thread(self._release_lock, self._entry_path(digest), token)
+
+    async def stats(self) -> dict[str, Any]:
+        """kind, folder, budget, the byte total every process counts into, this process's
+        evictions and oversize results, and whether the folder is writable."""
+        total, reachable = await asyncio.to_thread(self._peek)
+        return {
+            "kind": self.kind,
+            "path": str(self.root),
+            "max_bytes": self.max_bytes,
+            "bytes": total,
+            "evictions": self._evictions,
+            "oversize": self._oversize,
+            "reachable": reachable,
+        }
+
+    async def check(self) -> None:
+        await asyncio.to_thread(self._prepare)
+
+    async def close(self) -> None:
+        """Release the render locks still held; entries stay for the next process."""
+        for digest in list(self._held):
+            with suppress(OSError):
+                await self.unlock(digest)
+
+    # -- paths and start-up ---------------------------------------------------------------------
+
+    def _entry_path(self, digest: str) -> Path:
+        checked_digest(digest)
+        return self.root / digest[:2] / digest[2:4] / digest
+
+    def _prepare(self) -> None:
+        """Create the folder and its two metadata files and write a probe, or `UnusableStore`."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for meta in (self._usage_path, self._locks_path):
+                os.close(os.open(meta, os.O_RDWR | os.O_CREAT, 0o644))
+            descriptor, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=self.root)
+            try:
+                os.write(descriptor, b"probe")
+            finally:
+                os.close(descriptor)
+                os.unlink(probe)
+        except OSError as error:
+            where = f" ({error.filename})" if error.filename and Path(error.filename) != self.path else ""
+            reason = error.strerror or str(error)
+            raise UnusableStore(f"disk cache folder {self.path} cannot be created or written{where}: {reason}") from error
+
+    # -- the byte budget (these run in a thread) ------------------------------------------------
+
+    def _count_in(self, size: int) -> None:
+        """Add `size` (a temp file already on disk) to the shared total, evicting when over budget."""
+        with _flocked(self._usage_path) as descriptor:
+            total, scanned_at = _read_usage(descriptor)
+            now = time.time()
+            stale = total is None or now - scanned_at > self._rescan_interval_s
+            if stale or total + size > self.max_bytes:
+                total, scanned_at = self._rescan_and_evict(), now
+            else:
+                total += size
+            _write_usage(descriptor, total, scanned_at)
+
+    def _rescan_and_evict(self) -> int:
+        """Scan the tree; delete oldest-mtime entries while the total is over budget. The total left."""
+        entries, temp_bytes, stale_locks = self._scan()
+        total = temp_bytes + sum(size for _, size, _ in entries)
+        if total > self.max_bytes * EVICT_TO:
+            entries.sort()
+            for _, size, path in entries:
+                if total <= self.max_bytes * EVICT_TO:
+                    break
+                with suppress(FileNotFoundError):
+                    os.unlink(path)
+                total -= size
+                self._evictions += 1
+        if stale_locks:
+            with _flocked(self._locks_path):
+                for path in stale_locks:
+                    if _lock_expired(path):
+                        with suppress(FileNotFoundError):
+                            os.unlink(path)
+        return total
+
+    def _scan(self) -> tuple[list[tuple[int, int, str]], int, list[Path]]:
+        """(mtime_ns, size, path) of every entry, the bytes of temp files in flight, and lock
+        files old enough to have been left by a process that died. Removes leftover temp files."""
+        entries: list[tuple[int, int, str]] = []
+        temp_bytes = 0
+        stale_locks: list[Path] = []
+        leftover_before = time.time() - _LEFTOVER_S
+        for folder in _shard_folders(self.root):
+            items = _scandir(folder)
+            listed = {item.name for item in items}
+            for item in items:
+                try:
+                    info = item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    # Evicted, dropped, or a temp file renamed into place since the listing:
+                    # that entry was counted in by its writer and must be counted here too.
+                    entry = _renamed_entry(folder, item.name, listed)
+                    if entry is not None:
+                        entries.append(entry)
+                    continue
+                if DIGEST_PATTERN.fullmatch(item.name):
+                    entries.append((info.st_mtime_ns, info.st_size, item.path))
+                elif item.name.endswith(".tmp"):
+                    if info.st_mtime < leftover_before:
+                        with suppress(FileNotFoundError):
+                            os.unlink(item.path)
+                    else:
+                        temp_bytes += info.st_size
+                elif item.name.endswith(".lock") and info.st_mtime < leftover_before:
+                    stale_locks.append(Path(item.path))
+        return entries, temp_bytes, stale_locks
+
+    def _peek(self) -> tuple[int | None, bool]:
+        try:
+            with open(self._usage_path, "rb") as file:
+                total, _ = _parse_usage(file.read(64))
+        except OSError:
+            return None, False
+        return total, os.access(self.root, os.W_OK)
+
+    # -- render locks (these run in a thread) ---------------------------------------------------
+
+    def _take_lock(self, entry: Path, ttl_s: float) -> str | None:
+        """The new lock's token, or None if another holder's lock has not expired."""
+        path = entry.with_name(entry.name + ".lock")
+        token = secrets.token_hex(16)
+        content = f"{time.time() + ttl_s:.6f} {token}\n".encode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if _create_exclusive(path, content):
+            return token
+        # Taking over an expired lock is two steps (unlink, create): under .locks, so that two
+        # processes cannot both see it expired and both take it, and an unlock cannot race them.
+        with _flocked(self._locks_path):
+            if not _lock_expired(path, ttl_s):
+                return None
+            with suppress(FileNotFoundError):
+                os.unlink(path)
+            return token if _create_exclusive(path, content) else None
+
+    def _release_lock(self, entry: Path, token: str) -> None:
+        path = entry.with_name(entry.name + ".lock")
+        with _flocked(self._locks_path):
+            try:
+                fields = path.read_bytes().split()
+            except FileNotFoundError:
+                return
+            if fields[1:2] == [token.encode()]:
+                os.unlink(path)
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry recently used; one evicted meanwhile is no matter."""
+    with suppress(FileNotFoundError):
+        os.utime(path)
+
+
+@contextmanager
+def _flocked(path: Path) -> Iterator[int]:
+    """An exclusive flock on `path` (created if the folder lost it), released on exit."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield descriptor
+    finally:
+        os.close(descriptor)  # releases the flock
+
+
+def _read_usage(descriptor: int) -> tuple[int | None, float]:
+    return _parse_usage(os.pread(descriptor, 64, 0))
+
+
+def _parse_usage(data: bytes) -> tuple[int | None, float]:
+    try:
+        total, scanned_at = data.split()
+        return int(total), float(scanned_at)
+    except ValueError:
+        return None, 0.0  # new, or torn: the caller rescans
+
+
+def _write_usage(descriptor: int, total: int, scanned_at: float) -> None:
+    # Fixed width, so a reader without the flock sees an old or a new line, never a mix of lengths.
+    os.pwrite(descriptor, f"{total:20d} {scanned_at:20.3f}\n".encode(), 0)
+
+
+def _create_exclusive(path: Path, content: bytes) -> bool:
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        os.write(descriptor, content)
+    finally:
+        os.close(descriptor)
+    return True
+
+
+def _lock_expired(path: Path, ttl_s: float = 0.0) -> bool:
+    """Whether the lock at `path` is gone or past its expiry. A lock still being written (empty)
+    counts as expiring `ttl_s` after its mtime."""
+    try:
+        data = path.read_bytes()
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    try:
+        expires_at = float(data.split()[0])
+    except (ValueError, IndexError):
+        expires_at = mtime + ttl_s
+    return expires_at <= time.time()
+
+
+def _renamed_entry(folder: str, temp_name: str, listed: set[str]) -> tuple[int, int, str] | None:
+    """(mtime_ns, size, path) of the entry that temp file `temp_name` became, if it was not listed."""
+    if not temp_name.endswith(".tmp"):
+        return None
+    name = temp_name[1:].partition(".")[0]
+    if name in listed or not DIGEST_PATTERN.fullmatch(name):
+        return None
+    listed.add(name)
+    path = os.path.join(folder, name)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_mtime_ns, info.st_size, path
+
+
+def _shard_folders(root: Path) -> Iterator[str]:
+    for first in _scandir(root):
+        if len(first.name) == 2 and first.is_dir(follow_symlinks=False):
+            for second in _scandir(first.path):
+                if len(second.name) == 2 and second.is_dir(follow_symlinks=False):
+                    yield second.path
+
+
+def _scandir(path: str | Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as items:
+            return list(items)
+    except FileNotFoundError:
+        return []
