@@ -133,11 +133,17 @@ class OurServer(HttpSubject):
                    "--host", "127.0.0.1", "--port", str(port), "--workers", str(self.env.workers)]
         # THUMBSERVER_* variables would override the config: the run must be reproducible.
         env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBSERVER_")}
+        env.update(self.environment(scenario))
         base = f"http://127.0.0.1:{port}"
         # `python -m` puts the working directory first on sys.path: the checkout's own packages.
         with service(command, ready_url=f"{base}/healthz", log=self._log(scenario), env=env,
                      cwd=self.checkout) as child:
             yield Running(base, child.pid)
+
+    def environment(self, scenario: Scenario) -> dict[str, str]:
+        """Settings only this checkout knows: the shared disk tier in a fresh folder per row, so no
+        row (or earlier run) finds another's renders there."""
+        return {"THUMBSERVER_CACHE_DISK_PATH": str(self.env.workdir / f"results-{self.name}-{scenario.key}")}
 
     def target(self, scenario: Scenario, base_url: str) -> Target:
         if scenario.cold:
@@ -377,6 +383,10 @@ class Baseline(OurServer):
         done = subprocess.run(["git", "-C", str(self.checkout), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True)
         return done.stdout.strip() or self.checkout.name
+
+    def environment(self, scenario: Scenario) -> dict[str, str]:
+        # An older checkout may not know today's keys (its config refuses unknown ones).
+        return {}
 
     def install(self, debian: tools.Debian) -> None:
         if not (self.checkout / "server").is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from functools import lru_cache
 import os
 import stat
 from pathlib import Path
@@ -45,7 +46,7 @@ def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[st
     anything that resolves (symlinks followed) outside `root`, and anything not a regular file.
     """
     root = os.fspath(root)
-    segments = check_lexically(url_path, extensions)
+    segments = _checked_segments(url_path, frozenset(extensions) if not isinstance(extensions, frozenset) else extensions)
     full_path, st = _walk_below(root, segments)
     if not stat.S_ISREG(st.st_mode):
         raise NotFound(f"{url_path!r} is not a regular file")
@@ -54,7 +55,12 @@ def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[st
     return Source(relative=url_path, size=st.st_size, mtime_ns=st.st_mtime_ns, path=full_path, stat=st)
 
 
-def _walk_below(root: str, segments: list[str]) -> tuple[str, os.stat_result]:
+@lru_cache(maxsize=4096)  # the same paths come back endlessly; refusals raise and are not kept
+def _checked_segments(url_path: str, extensions: frozenset[str]) -> tuple[str, ...]:
+    return tuple(check_lexically(url_path, extensions))
+
+
+def _walk_below(root: str, segments: tuple[str, ...]) -> tuple[str, os.stat_result]:
     """The path and stat of `segments` below `root`, symlinks followed only if they stay inside.
 
     Without symlinks the path is inside `root` by construction (the segments were checked

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class NotFound(Exception):
@@ -18,12 +18,12 @@ class SourceChanged(Exception):
     """The original was replaced or modified between `resolve` and reading it, or while it was read."""
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(NamedTuple):
     """One version of an original, as it was when resolved.
 
     `relative` is the normalised path below the root ("a/b.jpg"); `identity` names this version
-    for caches and ETags. `path` and `stat` are set by stores backed by local files.
+    for caches and ETags. `path` and `stat` are set by stores backed by local files. A named
+    tuple: one is built per request, on the cache-hit path too.
     """
 
     relative: str

@@ -8,12 +8,15 @@ server serves: `/%74humb/…` is not a thumbnail URL, and `%2F` never splits a s
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from storage import NotFound
 
 ORIGINAL = "original"
+#: The classifier remembers this many answers, for raw paths up to this long.
+MEMO_ENTRIES = 4096
+MEMO_PATH_BYTES = 512
 THUMBNAIL = "thumbnail"
 
 # C0 controls, DEL and C1 controls: never part of a served name (a CR or LF in a name would be
@@ -21,8 +24,7 @@ THUMBNAIL = "thumbnail"
 _CONTROLS = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
 
 
-@dataclass(frozen=True, slots=True)
-class ImageURL:
+class ImageURL(NamedTuple):
     """An image request: `kind` is ORIGINAL or THUMBNAIL; `path` is decoded, without a leading "/"."""
 
     kind: str
@@ -40,21 +42,49 @@ class URLClassifier:
     def __init__(self, *, thumbnail_prefix: str, reserved: Iterable[str]) -> None:
         self._prefix = thumbnail_prefix.strip("/")
         self._reserved = frozenset(reserved)
+        # Image traffic repeats a few URLs endlessly: remember the answers for short paths (a
+        # bounded memo; refusals are not kept, they raise).
+        self._memo: dict[bytes, ImageURL | None] = {}
 
     def reserve(self, segments: Iterable[str]) -> None:
         """Add first segments that other routes own."""
         self._reserved = (self._reserved | frozenset(segments)) - {self._prefix}
+        self._memo.clear()
 
     def classify(self, raw_path: bytes) -> ImageURL | None:
         """The image `raw_path` names, None when it is not an image URL, or `NotFound` when it
         is one that no rule lets name a file (an encoded `/`, a control character, bad UTF-8)."""
-        raw = raw_path.partition(b"?")[0]
-        if not raw.startswith(b"/"):
+        try:
+            return self._memo[raw_path]
+        except KeyError:
+            pass
+        found = self._classify(raw_path)
+        if len(raw_path) <= MEMO_PATH_BYTES:
+            if len(self._memo) >= MEMO_ENTRIES:
+                self._memo.clear()  # cheaper than an LRU here, and a refill costs microseconds
+            self._memo[raw_path] = found
+        return found
+
+    def _classify(self, raw_path: bytes) -> ImageURL | None:
+        if b"?" in raw_path:  # uvicorn's raw_path has no query; some ASGI clients' do
+            raw_path = raw_path.partition(b"?")[0]
+        if raw_path[:1] != b"/":
             return None
         try:
-            text = raw.decode("ascii")
+            text = raw_path.decode("ascii")
         except UnicodeDecodeError:
             raise NotFound("non-ASCII bytes in the raw path") from None
+        if "%" not in text and text.isprintable():
+            # Nothing to decode and no control character (the common case): no per-segment work.
+            first, _, rest = text[1:].partition("/")
+            if first in self._reserved:
+                return None
+            if first == self._prefix:
+                spec, slash, path = rest.partition("/")
+                if not slash:
+                    raise NotFound("a thumbnail URL needs a spec and a path")
+                return ImageURL(THUMBNAIL, path, spec)
+            return ImageURL(ORIGINAL, text[1:])
         segments = text[1:].split("/")
         first = segments[0]
         if first in self._reserved:

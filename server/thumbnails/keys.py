@@ -10,9 +10,9 @@ fields); the shared tiers and the ETag use its digest, which is the same on ever
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import cached_property
 from hashlib import blake2b
+from typing import NamedTuple
 
 from server.imaging import RENDERER_VERSION
 
@@ -20,14 +20,21 @@ from server.imaging import RENDERER_VERSION
 SOURCE_FAMILY = "source"
 
 
-@dataclass(frozen=True)
-class ResultKey:
+class _KeyFields(NamedTuple):
     source: str
     identity: tuple[int, ...]
     spec: str
     format: str
     encoder: str
     renderer: str = RENDERER_VERSION
+
+
+class ResultKey(_KeyFields):
+    """The fields that decide a thumbnail's bytes.
+
+    A tuple, so the memory tier's dict hashes and compares it in C on every hit; the digest is
+    computed once per key object, only when a shared tier or a 304 without a cached entry needs it.
+    """
 
     def canonical(self) -> bytes:
         """An unambiguous encoding of every field (JSON: no separator can be forged by a path)."""

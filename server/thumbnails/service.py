@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from cache import CoalescingCache, ResultStore, StoredResult
 from server.formats import FORMATS, format_for_media_type
@@ -45,9 +45,11 @@ class ThumbnailOptions:
     lock_ttl_s: float = 15.0
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """One request, understood: known before any image work, and enough to answer a 304."""
+class Plan(NamedTuple):
+    """One request, understood: known before any image work, and enough to answer a 304.
+
+    A named tuple: one is built per request, on the cache-hit path too.
+    """
 
     spec: ThumbSpec
     source: Source

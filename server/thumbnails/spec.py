@@ -56,16 +56,17 @@ class ThumbSpec:
     fit: str
     format: str | None
     quality: int | None
+    #: `640x480,cover,webp,q70`: fit always written, format and quality when given. Computed once:
+    #: parsed specs are memoised, so this is read on every request.
+    canonical: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def canonical(self) -> str:
-        """`640x480,cover,webp,q70`: fit always written, format and quality when given."""
+    def __post_init__(self) -> None:
         parts = [f"{self.width or ''}x{self.height or ''}", self.fit]
         if self.format:
             parts.append(self.format)
         if self.quality is not None:
             parts.append(f"q{self.quality}")
-        return ",".join(parts)
+        object.__setattr__(self, "canonical", ",".join(parts))
 
     @property
     def box_name(self) -> str:
