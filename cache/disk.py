@@ -1,12 +1,19 @@
 """`DiskStore`: the shared tier as files in one folder, for every worker process on a machine.
 
-Hand-written on aiofiles rather than diskcache. diskcache is process-safe and well tested, but it
+Hand-written rather than diskcache. diskcache is process-safe and well tested, but it
 is synchronous SQLite: every call would need a thread of its own here anyway, its culling runs
 inside its own transactions on its own terms, and its files can be read only through it. What
 this tier needs is small and all POSIX: an atomic rename, an mtime, an `flock` and `O_EXCL`. So
 it is the layout thumbor's file result storage uses (a versioned path, sharded by digest, a temp
-file renamed into place), with aiofiles doing the entries' reads and writes off the event loop and
-the few metadata syscalls run in a thread.
+file renamed into place).
+
+What runs where: a thread hop costs about 0.3 ms of CPU on the 2-core bench machine (more than a
+disk-tier hit's own work), so the metadata calls of local files (stat, O_EXCL create, rename,
+unlink, a non-blocking flock), which cost microseconds, run on the event loop's thread, as the
+originals' `lstat`s do. Data goes off the loop: an entry is read on the loop only when every
+byte is already in the page cache (`preadv` with `RWF_NOWAIT`), otherwise through aiofiles;
+entries are written in one thread hop; a flock that is busy (another process evicting) is
+waited for in a thread, and eviction scans run there too.
 
 Layout, under `{path}/v{LAYOUT_VERSION}/{namespace}/`::
 
@@ -95,8 +102,16 @@ class DiskStore:
     async def get(self, digest: str) -> StoredResult | None:
         path = self._entry_path(digest)
         try:
-            async with aiofiles.open(path, "rb") as file:
-                data = await file.read()
+            # A stat of a local file costs microseconds: a miss never leaves the loop's thread.
+            info = os.stat(path)
+        except FileNotFoundError:
+            return None
+        try:
+            data = _read_cached(path, info.st_size)
+            if data is None:
+                # Not all in the page cache: a read that may wait for the disk, off the loop.
+                async with aiofiles.open(path, "rb") as file:
+                    data = await file.read()
         except FileNotFoundError:
             return None
         try:
@@ -105,9 +120,9 @@ class DiskStore:
             # A concurrent writer may have renamed a good entry in since the read: losing it
             # costs one render, keeping a corrupt one would cost every read.
             with suppress(FileNotFoundError):
-                await aiofiles.os.unlink(path)
+                os.unlink(path)
             return None
-        await asyncio.to_thread(_touch, path)
+        _touch(path)  # recency for eviction: a utime, microseconds on the loop's thread
         return result
 
     async def put(self, digest: str, result: StoredResult) -> None:
@@ -117,30 +132,51 @@ class DiskStore:
         if len(data) > self.max_bytes:
             self._oversize += 1
             return
-        await aiofiles.os.makedirs(path.parent, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            pass
         temp = path.parent / f".{digest}.{secrets.token_hex(6)}.tmp"
         try:
-            async with aiofiles.open(temp, "xb") as file:
-                await file.write(data)
-            async with self._counting:
-                await asyncio.to_thread(self._count_in, len(data))
-            await aiofiles.os.replace(temp, path)
+            # One thread hop for open, write and close (aiofiles would take three).
+            await asyncio.to_thread(_write_new, temp, data)
+            if not self._count_in_now(len(data)):
+                # The budget's flock is busy (another process is evicting): wait for it in a thread.
+                async with self._counting:
+                    await asyncio.to_thread(self._count_in, len(data))
+            os.replace(temp, path)
         except BaseException:
             with suppress(OSError):
                 os.unlink(temp)  # one syscall, also on cancellation: no await here
             raise
 
     async def lock(self, digest: str, ttl_s: float) -> bool:
-        token = await asyncio.to_thread(self._take_lock, self._entry_path(digest), ttl_s)
-        if token is None:
-            return False
+        entry = self._entry_path(digest)
+        path = entry.with_name(entry.name + ".lock")
+        token = secrets.token_hex(16)
+        content = f"{time.time() + ttl_s:.6f} {token}\n".encode()
+        try:
+            created = _create_exclusive(path, content)
+        except FileNotFoundError:  # the first of its shard: a mkdir is a metadata call like the others
+            path.parent.mkdir(parents=True, exist_ok=True)
+            created = _create_exclusive(path, content)
+        if not created:
+            if path.exists() and not _lock_expired(path, ttl_s):
+                return False  # the common "someone renders it" answer, without a thread
+            taken = await asyncio.to_thread(self._take_lock, entry, ttl_s)
+            if taken is None:
+                return False
+            token = taken
         self._held[digest] = token
         return True
 
     async def unlock(self, digest: str) -> None:
         token = self._held.pop(checked_digest(digest), None)
-        if token is not None:
-            await asyncio.to_thread(self._release_lock, self._entry_path(digest), token)
+        if token is None:
+            return
+        entry = self._entry_path(digest)
+        if not self._release_lock_now(entry, token):
+            await asyncio.to_thread(self._release_lock, entry, token)
 
     async def stats(self) -> dict[str, Any]:
         """kind, folder, budget, the byte total every process counts into, this process's
@@ -189,6 +225,32 @@ class DiskStore:
             raise UnusableStore(f"disk cache folder {self.path} cannot be created or written{where}: {reason}") from error
 
     # -- the byte budget (these run in a thread) ------------------------------------------------
+
+    def _count_in_now(self, size: int) -> bool:
+        """`_count_in` on the loop's thread when it is quick: the flock is free and no eviction or
+        rescan is due. False (nothing done) otherwise: the caller runs `_count_in` in a thread."""
+        descriptor = _try_flock(self._usage_path)
+        if descriptor is None:
+            return False
+        try:
+            total, scanned_at = _read_usage(descriptor)
+            if total is None or time.time() - scanned_at > self._rescan_interval_s or total + size > self.max_bytes:
+                return False
+            _write_usage(descriptor, total + size, scanned_at)
+            return True
+        finally:
+            os.close(descriptor)
+
+    def _release_lock_now(self, entry: Path, token: str) -> bool:
+        """`_release_lock` on the loop's thread when the `.locks` flock is free; False otherwise."""
+        descriptor = _try_flock(self._locks_path)
+        if descriptor is None:
+            return False
+        try:
+            self._unlink_if_ours(entry.with_name(entry.name + ".lock"), token)
+            return True
+        finally:
+            os.close(descriptor)
 
     def _count_in(self, size: int) -> None:
         """Add `size` (a temp file already on disk) to the shared total, evicting when over budget."""
@@ -283,14 +345,41 @@ class DiskStore:
             return token if _create_exclusive(path, content) else None
 
     def _release_lock(self, entry: Path, token: str) -> None:
-        path = entry.with_name(entry.name + ".lock")
         with _flocked(self._locks_path):
-            try:
-                fields = path.read_bytes().split()
-            except FileNotFoundError:
-                return
-            if fields[1:2] == [token.encode()]:
+            self._unlink_if_ours(entry.with_name(entry.name + ".lock"), token)
+
+    @staticmethod
+    def _unlink_if_ours(path: Path, token: str) -> None:
+        try:
+            fields = path.read_bytes().split()
+        except FileNotFoundError:
+            return
+        if fields[1:2] == [token.encode()]:
+            with suppress(FileNotFoundError):
                 os.unlink(path)
+
+
+def _read_cached(path: Path, size: int) -> bytes | None:
+    """The whole file if every byte is in the page cache (preadv with RWF_NOWAIT: the kernel
+    answers without waiting for the disk), else None: then the caller reads it off the loop."""
+    flag = getattr(os, "RWF_NOWAIT", None)
+    if flag is None:
+        return None
+    descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        buffer = bytearray(size + 1)  # one byte more: a file that grew since the stat shows it
+        try:
+            count = os.preadv(descriptor, [buffer], 0, flag)
+        except (BlockingIOError, OSError):
+            return None
+        return bytes(buffer[:count]) if count == size else None
+    finally:
+        os.close(descriptor)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    with open(path, "xb") as file:
+        file.write(data)
 
 
 def _touch(path: Path) -> None:
@@ -312,6 +401,21 @@ def _flocked(path: Path) -> Iterator[int]:
         yield descriptor
     finally:
         os.close(descriptor)  # releases the flock
+
+
+def _try_flock(path: Path) -> int | None:
+    """A descriptor of `path` holding its exclusive flock, or None when another process holds it
+    (or the file is gone): never blocks, so it may run on the event loop's thread."""
+    try:
+        descriptor = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
 
 
 def _read_usage(descriptor: int) -> tuple[int | None, float]:
