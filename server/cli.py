@@ -107,6 +107,8 @@ def serve(settings: Settings) -> int:
         "access_log": server.access_log,
         "log_config": _log_config(),
         "server_header": False,
+        # No WebSocket route exists: an Upgrade request must not reach a WebSocket stack at all.
+        "ws": "none",
         "timeout_graceful_shutdown": 30,
     }
     if workers == 1:

@@ -9,6 +9,13 @@ uvicorn also has no deadline for a request head still arriving (slowloris): enou
 trickling one header byte a second hold every `limit_concurrency` slot for ever. Here a head
 must be complete within `server.timeout_request_head` seconds of the connection opening or
 of the request's first byte, or the client gets 408 and the connection is closed.
+
+And uvicorn arms its keep-alive timer when a response is complete, but cancels it whenever data
+arrives and re-arms it only at the next response: a client that declares a large body, reads
+the response (sent without reading the body, as every image response is) and then sends one
+byte now and then holds the connection for ever, and 1,000 such clients lock every other client
+out. Here a connection whose request body is still unread when its response is complete is
+closed, as the response already went out in full.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_timeout = head_timeout
         self._head_timer: asyncio.TimerHandle | None = None
+        self._message_complete = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -66,6 +74,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def on_message_begin(self) -> None:
+        self._message_complete = False
         self._in_head = True
         self._head_bytes = 0
         self._arm_head_timer()
@@ -75,6 +84,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._cancel_head_timer()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._message_complete = True
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self._message_complete and not self.transport.is_closing():
+            # The rest of the request body would arrive with no timer at all: end here.
+            self.transport.close()
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()

@@ -3,6 +3,8 @@ and the uvicorn bounds of config.yaml's `server` section are really applied."""
 
 from __future__ import annotations
 
+import contextlib
+
 import random
 import shutil
 import socket
@@ -218,6 +220,50 @@ class TestConfiguredBounds:
             started = time.monotonic()
             assert sock.recv(1) == b""  # closed by the server
             assert time.monotonic() - started < 3
+
+    def test_one_body_byte_cannot_hold_a_connection(self, tight_server: LoggedServer) -> None:
+        """A declared body left unread after the response: the connection is closed, not held."""
+        with socket.create_connection(("127.0.0.1", tight_server.port), timeout=5) as sock:
+            sock.sendall(b"GET /small.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n")
+            received = b""
+            while (response := parse_response(received)) is None or not response.complete:
+                chunk = sock.recv(65536)
+                assert chunk, "closed before the response"
+                received += chunk
+            assert response.status == 200 and response.body == SMALL
+            started = time.monotonic()
+            try:
+                sock.sendall(b"x")
+                assert sock.recv(1) == b""  # closed by the server
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # closed even earlier
+            assert time.monotonic() - started < 3
+
+    def test_many_body_holders_do_not_lock_out_a_client(self, tight_server: LoggedServer) -> None:
+        """limit_concurrency (20 here) of one-byte-body sockets, then a fresh client gets its 200."""
+        holders = []
+        try:
+            for _ in range(40):
+                sock = socket.create_connection(("127.0.0.1", tight_server.port), timeout=5)
+                sock.sendall(b"GET /small.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n")
+                holders.append(sock)
+            for sock in holders:
+                with contextlib.suppress(OSError):
+                    sock.recv(65536)
+                    sock.sendall(b"x")
+            response = exchange(tight_server.port, raw_request(b"/small.jpg"))
+            assert response is not None and response.status == 200
+        finally:
+            for sock in holders:
+                sock.close()
+
+    def test_websocket_upgrade_reaches_no_websocket_stack(self, tight_server: LoggedServer) -> None:
+        request = (b"GET /small.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        response = exchange(tight_server.port, request)
+        # A plain HTTP answer (uvicorn with ws: none logs "Unsupported upgrade request" and goes on).
+        assert response is not None and response.status == 200 and response.body == SMALL
+        assert "upgrade" not in {key.lower() for key in response.headers}
 
     @pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read the listen backlog")
     def test_backlog(self, tight_server: LoggedServer) -> None:
