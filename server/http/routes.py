@@ -3,11 +3,16 @@ doors, which call the same `ImageHandler` as the front."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match
 
@@ -24,13 +29,17 @@ _ERROR_CONTENT = {"application/json": {"example": {"detail": "Not Found"}}}
 
 
 def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_prefix: str, lifespan,
-              front: bool = True) -> FastAPI:
+              front: bool = True, docs: bool = True) -> FastAPI:
     """The ASGI app. `front=False` leaves out the pure-ASGI front, so image URLs go through the
     FastAPI routes (the parity tests compare both doors)."""
     app = FastAPI(
         title="thumbserver",
         summary="Originals from disk and thumbnails on demand.",
         lifespan=lifespan,
+        # FastAPI's own pages load Swagger UI and ReDoc from a public CDN: /docs is served below,
+        # from pinned assets of our own, and ReDoc not at all.
+        docs_url=None,
+        redoc_url=None,
         # No OpenTelemetry here: skip its per-request checks on the hot path.
         telemetry={"tracing": False, "metrics": False, "logs": False},
         exception_handlers=exception_handlers(),
@@ -48,6 +57,9 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
 
     app.add_api_route("/healthz", healthz, methods=["GET"], response_class=JSONResponse, tags=["service"])
     app.add_api_route("/healthz", healthz, methods=["HEAD"], response_class=JSONResponse, include_in_schema=False)
+
+    if docs:
+        _add_docs(app)
 
     # Everything routed so far owns its first path segment; so will routes added later, as long
     # as they are added before the server starts (the lifespan reserves them again).
@@ -91,6 +103,41 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
     if front:
         app.add_middleware(ImageFront, images=images)
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _add_docs(app: FastAPI) -> None:
+    """`/docs`: Swagger UI from the swagger-ui-bundle package (a pinned copy, served here), with a
+    Content-Security-Policy that lets the page load nothing from anywhere else."""
+    page = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title=f"{app.title} API",
+        swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        # Swagger UI would otherwise ask validator.swagger.io for a badge.
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+    html = page.body.decode()
+    # The page's one inline script (it starts Swagger UI) is allowed by its hash, nothing else.
+    inline = html.rsplit("<script>", 1)[1].split("</script>", 1)[0]
+    script_hash = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+    policy = (
+        f"default-src 'none'; script-src 'self' 'sha256-{script_hash}'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+    headers = {"Content-Security-Policy": policy, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+
+    async def docs() -> HTMLResponse:
+        """The API description, browsable."""
+        return HTMLResponse(html, headers=headers)
+
+    app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/docs", docs, methods=["HEAD"], include_in_schema=False)
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 
 
 def reserved_segments(routes: Iterable[BaseRoute]) -> set[str]:

@@ -264,3 +264,31 @@ class TestErrors:
         content = spec["paths"]["/{path}"]["get"]["responses"]["200"]["content"]
         assert "image/jpeg" in content
         assert "application/json" not in content
+
+
+class TestDocs:
+    """/docs is Swagger UI from pinned assets served here, under a CSP that allows nothing else."""
+
+    async def test_page_loads_only_its_own_assets(self, client: httpx.AsyncClient) -> None:
+        page = await client.get("/docs")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self' 'sha256-" in policy
+        assert "https://" not in page.text and "http://" not in page.text
+        for asset in ("/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css"):
+            assert asset in page.text
+            served = await client.get(asset)
+            assert served.status_code == 200 and len(served.content) > 10_000
+
+    async def test_the_inline_script_matches_its_hash(self, client: httpx.AsyncClient) -> None:
+        import base64
+        import hashlib
+
+        page = await client.get("/docs")
+        inline = page.text.rsplit("<script>", 1)[1].split("</script>", 1)[0]
+        digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in page.headers["content-security-policy"]
+        assert "validatorUrl" in inline
+
+    async def test_no_redoc_from_a_cdn(self, client: httpx.AsyncClient) -> None:
+        assert (await client.get("/redoc")).status_code == 404
