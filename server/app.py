@@ -12,12 +12,13 @@ from fastapi import FastAPI
 
 from cache import CoalescingCache, DiskStore, GuardedStore, RedisStore, ResultStore, UnusableStore
 from server.config import ConfigError, Settings
+from server.http.cors import CorsPolicy
 from server.http.images import CacheControl, ImageHandler
 from server.http.responses import entry_maker, entry_size
 from server.http.routes import build_app, reserved_segments
 from server.http.urls import URLClassifier
 from server.imaging import EncoderSettings, SourceLimits
-from server.thumbnails import Preset, RenderPool, SpecRules, ThumbnailOptions, ThumbnailService
+from server.thumbnails import Preset, RenderPool, Signer, SpecRules, ThumbnailOptions, ThumbnailService
 from storage import FileStore
 
 
@@ -83,6 +84,14 @@ def _guarded(store: ResultStore | None, settings: Settings) -> GuardedStore | No
     return GuardedStore(store, logger=logging.getLogger("thumbserver.cache"), timeout_s=timeout)
 
 
+def signer_for(settings: Settings) -> Signer | None:
+    """The URL signer of `security.*`, or None when no keys are set (nothing is signed)."""
+    security = settings.security
+    if not security.keys:
+        return None
+    return Signer(security.keys, security.salts, size=security.signature_size)
+
+
 def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
     """Build the ASGI app for `settings`. All state lives on the app; nothing is global.
 
@@ -105,8 +114,19 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         make_entry=entry_maker(cache_control.thumbnails),
         shared=_guarded(shared_store(settings), settings),
     )
-    classifier = URLClassifier(thumbnail_prefix=settings.thumbnails.prefix, reserved=())
-    images = ImageHandler(classifier=classifier, originals=originals, thumbnails=thumbnails, cache_control=cache_control)
+    classifier = URLClassifier(
+        thumbnail_prefix=settings.thumbnails.prefix,
+        reserved=(),
+        signer=signer_for(settings),
+        sign_originals=settings.security.sign_originals,
+    )
+    images = ImageHandler(
+        classifier=classifier,
+        originals=originals,
+        thumbnails=thumbnails,
+        cache_control=cache_control,
+        cors=CorsPolicy(settings.http.cors_origins),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -117,7 +137,12 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         pool.shutdown()
 
     app = build_app(
-        images=images, thumbnails=thumbnails, thumbnail_prefix=settings.thumbnails.prefix, lifespan=lifespan, front=front
+        images=images,
+        thumbnails=thumbnails,
+        thumbnail_prefix=settings.thumbnails.prefix,
+        lifespan=lifespan,
+        front=front,
+        docs=settings.server.docs,
     )
     app.state.settings = settings
     app.state.thumbnails = thumbnails

@@ -10,6 +10,7 @@ import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
@@ -33,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="print the effective configuration, or what is wrong")
     _add_config_option(check)
+
+    sign = commands.add_parser("sign", help="print a path signed with the first of security.keys")
+    _add_config_option(sign)
+    sign.add_argument("path", metavar="PATH", help="e.g. /thumb/320x/photo.jpg (or /photo.jpg with sign_originals)")
     return parser
 
 
@@ -51,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"thumbserver: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "sign":
+        return sign(settings, args.path)
     try:
         # A shared tier that cannot be used stops start-up here, not at the first request.
         from server.app import check_shared_tier
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"thumbserver: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
-        print(yaml.safe_dump(_plain(settings), sort_keys=False), end="")
+        print(yaml.safe_dump(_shown(settings), sort_keys=False), end="")
         return 0
     return serve(settings)
 
@@ -79,8 +86,36 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return overrides
 
 
-def _plain(settings: Settings) -> dict[str, Any]:
-    return json.loads(settings.model_dump_json())
+def _shown(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data, with the signing secrets masked."""
+    plain = json.loads(settings.model_dump_json())
+    for key in ("keys", "salts"):
+        plain["security"][key] = ["***"] * len(plain["security"][key])
+    return plain
+
+
+def sign(settings: Settings, path: str) -> int:
+    """Print `path` with its signature segment: `/thumb/320x/a.jpg` -> `/thumb/{sig}/320x/a.jpg`."""
+    from server.app import signer_for
+
+    signer = signer_for(settings)
+    if signer is None:
+        print("thumbserver: configuration error: security.keys: empty, so nothing is signed", file=sys.stderr)
+        return 2
+    # Signed as it will be sent: percent-encode what a URL cannot hold, keep what is encoded already.
+    raw = quote(path if path.startswith("/") else "/" + path, safe="/%:@!$&'()*+,;=~")
+    prefix = settings.thumbnails.prefix + "/"
+    if raw.startswith(prefix):
+        rest = raw[len(prefix):]
+        print(f"{prefix}{signer.sign(rest.encode())}/{rest}")
+    elif settings.security.sign_originals:
+        rest = raw[1:]
+        print(f"/{signer.sign(rest.encode())}/{rest}")
+    else:
+        print(f"thumbserver: {path} is an original and security.sign_originals is false: it needs no signature",
+              file=sys.stderr)
+        return 2
+    return 0
 
 
 def serve(settings: Settings) -> int:

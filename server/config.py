@@ -55,6 +55,8 @@ class ServerSettings(_Section):
     # default.
     http: Literal["h11", "httptools"] = "httptools"
     access_log: bool = False
+    # /docs (Swagger UI from pinned assets served here) and /openapi.json; false: neither.
+    docs: bool = True
 
 
 class StorageSettings(_Section):
@@ -118,6 +120,10 @@ class ThumbnailSettings(_Section):
     max_width: PositiveInt = 4096
     max_height: PositiveInt = 4096
     allowed_sizes: tuple[str, ...] = ()
+    # With allowed_sizes: the device pixel ratios and qualities a URL may name (empty: 1x only,
+    # and only the configured default qualities): the variants an unsigned URL can make are bounded.
+    allowed_dprs: tuple[Annotated[float, Field(ge=1, le=4)], ...] = ()
+    allowed_qualities: tuple[Quality, ...] = ()
     presets: dict[str, Preset] = Field(default_factory=lambda: {"small": Preset(width=160, height=160, fit="cover")})
     auto_formats: tuple[Literal["webp", "avif"], ...] = ("webp",)
     quality: QualitySettings = QualitySettings()
@@ -157,6 +163,46 @@ class LimitSettings(_Section):
 class HttpSettings(_Section):
     cache_control_originals: str = "max-age=86400"
     cache_control_thumbnails: str = "max-age=604800"
+    # ["*"], or the origins allowed to read images from scripts (CORS), e.g. ["https://example.com"].
+    cors_origins: tuple[str, ...] = ()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"{origin!r} is not * nor an origin such as https://example.com")
+        if "*" in value and len(value) > 1:
+            raise ValueError("* allows every origin: list it alone")
+        return value
+
+
+class SecuritySettings(_Section):
+    """Signed URLs, imgproxy's scheme: keys and salts in hex, paired by position."""
+
+    keys: tuple[str, ...] = ()
+    salts: tuple[str, ...] = ()
+    signature_size: Annotated[int, Field(ge=1, le=32)] = 32
+    sign_originals: bool = False
+
+    @field_validator("keys", "salts")
+    @classmethod
+    def _hex(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                if not bytes.fromhex(item):
+                    raise ValueError
+            except ValueError:
+                raise ValueError("each must be a non-empty hex string such as 943b421c9eb07c83") from None
+        return value
+
+    @model_validator(mode="after")
+    def _paired(self) -> SecuritySettings:
+        if len(self.keys) != len(self.salts):
+            raise ValueError(f"keys and salts are paired by position: {len(self.keys)} keys, {len(self.salts)} salts")
+        if self.sign_originals and not self.keys:
+            raise ValueError("sign_originals needs keys")
+        return self
 
 
 class Settings(_Section):
@@ -166,6 +212,7 @@ class Settings(_Section):
     thumbnails: ThumbnailSettings = ThumbnailSettings()
     limits: LimitSettings = LimitSettings()
     http: HttpSettings = HttpSettings()
+    security: SecuritySettings = SecuritySettings()
 
 
 _SECTIONS = tuple(Settings.model_fields)

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 from starlette.responses import Response
 
+from server.http.cors import CorsPolicy
 from server.http.errors import MethodNotAllowed, response_for
 from server.http.originals import respond_original
 from server.http.request import read_headers
 from server.http.responses import ThumbnailEntry, not_modified
 from server.http.urls import ORIGINAL, ImageURL, URLClassifier, raw_path_of
-from server.thumbnails import ThumbnailService
+from server.thumbnails import BadSignature, ThumbnailService
 from storage import NotFound, OriginalStore, SourceChanged
 
 IMAGE_METHODS = ("GET", "HEAD")
@@ -38,8 +39,10 @@ class ImageHandler:
         originals: OriginalStore,
         thumbnails: ThumbnailService[ThumbnailEntry],
         cache_control: CacheControl,
+        cors: CorsPolicy | None = None,
     ) -> None:
         self.classifier = classifier
+        self._cors = cors if cors is not None and cors.enabled else None
         self._originals = originals
         self._thumbnails = thumbnails
         self._cache_control = cache_control
@@ -48,18 +51,24 @@ class ImageHandler:
         """The image URL of `scope`, None when it is not one, or the error it must be answered with."""
         try:
             return self.classifier.classify(raw_path_of(scope))
-        except NotFound as error:
+        except (NotFound, BadSignature) as error:
             return error
 
     async def respond(self, scope: Mapping, url: ImageURL | Exception) -> Response:
         """The answer to an image request (`url` from `classify`); errors become error responses."""
+        headers = read_headers(scope["headers"])
+        response = await self._respond(scope, url, headers)
+        return response if self._cors is None else self._cors.apply(response, headers)
+
+    async def _respond(self, scope: Mapping, url: ImageURL | Exception, headers: dict[str, str]) -> Response:
         try:
             if isinstance(url, Exception):
                 raise url
             method = scope["method"]
             if method not in IMAGE_METHODS:
+                if method == "OPTIONS" and self._cors is not None:
+                    return self._cors.preflight(headers, ALLOW)
                 raise MethodNotAllowed(ALLOW)
-            headers = read_headers(scope["headers"])
             if url.kind == ORIGINAL:
                 return await self._original(url.path, headers, method)
             return await self._thumbnail(url.spec or "", url.path, headers)

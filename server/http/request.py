@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 # The request headers image responses depend on. ASGI servers lowercase header names.
-IMAGE_HEADERS = frozenset({"accept", "if-none-match", "if-modified-since", "range", "if-range", "origin"})
+IMAGE_HEADERS = frozenset({
+    "accept", "if-none-match", "if-modified-since", "range", "if-range", "origin", "access-control-request-headers",
+})
 _WANTED = {name.encode(): name for name in IMAGE_HEADERS}
 
 

@@ -33,6 +33,7 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
     """The ASGI app. `front=False` leaves out the pure-ASGI front, so image URLs go through the
     FastAPI routes (the parity tests compare both doors)."""
     app = FastAPI(
+        openapi_url="/openapi.json" if docs else None,
         title="thumbserver",
         summary="Originals from disk and thumbnails on demand.",
         lifespan=lifespan,

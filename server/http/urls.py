@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 from urllib.parse import quote, unquote
 
+from server.thumbnails import BadSignature, Signer
 from storage import NotFound
 
 ORIGINAL = "original"
@@ -37,10 +38,21 @@ class URLClassifier:
 
     `reserved` first segments belong to the application's other routes (`healthz`, `docs`,
     `metrics`…): their paths are never images, so a route registered there is never shadowed.
+    With a `signer`, thumbnail URLs (and originals, with `sign_originals`) carry a signature
+    segment that is checked here, before any filesystem work, and never reaches a key.
     """
 
-    def __init__(self, *, thumbnail_prefix: str, reserved: Iterable[str]) -> None:
+    def __init__(
+        self,
+        *,
+        thumbnail_prefix: str,
+        reserved: Iterable[str],
+        signer: Signer | None = None,
+        sign_originals: bool = False,
+    ) -> None:
         self._prefix = thumbnail_prefix.strip("/")
+        self._signer = signer
+        self._sign_originals = sign_originals and signer is not None
         self._reserved = frozenset(reserved)
         # Image traffic repeats a few URLs endlessly: remember the answers for short paths (a
         # bounded memo; refusals are not kept, they raise).
@@ -74,28 +86,39 @@ class URLClassifier:
             text = raw_path.decode("ascii")
         except UnicodeDecodeError:
             raise NotFound("non-ASCII bytes in the raw path") from None
-        if "%" not in text and text.isprintable():
-            # Nothing to decode and no control character (the common case): no per-segment work.
-            first, _, rest = text[1:].partition("/")
-            if first in self._reserved:
-                return None
-            if first == self._prefix:
-                spec, slash, path = rest.partition("/")
-                if not slash:
-                    raise NotFound("a thumbnail URL needs a spec and a path")
-                return ImageURL(THUMBNAIL, path, spec)
-            return ImageURL(ORIGINAL, text[1:])
-        segments = text[1:].split("/")
-        first = segments[0]
+        first, _, rest = text[1:].partition("/")
         if first in self._reserved:
             return None
         if first == self._prefix:
-            if len(segments) < 3 or "%" in segments[1]:
+            if self._signer is not None:
+                rest = self._verified(rest)
+            spec, slash, path = rest.partition("/")
+            if not slash or "%" in spec:
                 raise NotFound("a thumbnail URL needs a plain spec and a path")
-            return ImageURL(THUMBNAIL, _decode(segments[2:]), segments[1])
+            return ImageURL(THUMBNAIL, _decoded(path), spec)
+        path = text[1:]
+        if self._sign_originals:
+            path = self._verified(path)
+            first = path.partition("/")[0]
         if "%" in first and unquote(first) in (self._prefix, *self._reserved):
             raise NotFound("an encoded prefix is not that prefix")
-        return ImageURL(ORIGINAL, _decode(segments))
+        return ImageURL(ORIGINAL, _decoded(path))
+
+    def _verified(self, signed: str) -> str:
+        """The rest of `signed` ("{signature}/{rest}") when the signature is good; else `BadSignature`."""
+        assert self._signer is not None
+        signature, slash, rest = signed.partition("/")
+        if not slash:
+            raise BadSignature("no signature")
+        self._signer.verify(signature, rest.encode("ascii"))
+        return rest
+
+
+def _decoded(path: str) -> str:
+    """`path` with each segment percent-decoded once; `NotFound` for what no segment may hold."""
+    if "%" not in path and path.isprintable():
+        return path  # the common case: nothing to decode, no control character
+    return _decode(path.split("/"))
 
 
 def _decode(segments: list[str]) -> str:

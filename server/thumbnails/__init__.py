@@ -4,15 +4,17 @@ format negotiation, the service (memory tier -> shared tier -> render) and the r
 Errors raised here and mapped to statuses by `server.http.errors`:
     InvalidSpec        400  spec.py: bad grammar, size or allow-list
     RenderUnavailable  503  pool.py: queue full or deadline passed
+    BadSignature       403  signing.py: a URL that must be signed is not, or badly
 """
 
 from server.thumbnails.keys import SOURCE_FAMILY, ResultKey
 from server.thumbnails.negotiation import negotiate_format
 from server.thumbnails.pool import RenderPool, RenderUnavailable
 from server.thumbnails.service import Plan, ThumbnailOptions, ThumbnailService
+from server.thumbnails.signing import BadSignature, Signer
 from server.thumbnails.spec import InvalidSpec, Preset, SpecRules, ThumbSpec, parse_spec
 
 __all__ = [
-    "SOURCE_FAMILY", "InvalidSpec", "Plan", "Preset", "RenderPool", "RenderUnavailable", "ResultKey", "SpecRules",
+    "SOURCE_FAMILY", "BadSignature", "InvalidSpec", "Signer", "Plan", "Preset", "RenderPool", "RenderUnavailable", "ResultKey", "SpecRules",
     "ThumbnailOptions", "ThumbnailService", "ThumbSpec", "negotiate_format", "parse_spec",
 ]

@@ -62,7 +62,10 @@ def busy_server(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("overload")
     root = work / "images"
     images.write(root / "big.png", images.png_bytes((3000, 2250), mode="RGB"))
-    config = write_config(work / "config.yaml", limits={"render_workers": WORKERS, "render_queue": QUEUE},
+    # A deadline far past the burst: this test is about the queue bound, and every queued render
+    # must finish on a slow or busy machine too (the deadline has its own tests above).
+    config = write_config(work / "config.yaml", limits={"render_workers": WORKERS, "render_queue": QUEUE,
+                                                       "render_timeout_s": 120},
                           thumbnails={"auto_formats": []})
     with LoggedServer(config, root, log=work / "server.log") as server:
         yield server
