@@ -29,6 +29,9 @@ def thumbnail_options(settings: Settings) -> ThumbnailOptions:
             max_width=thumbnails.max_width,
             max_height=thumbnails.max_height,
             allowed_sizes=thumbnails.allowed_sizes,
+            allowed_dpr_tenths=tuple(round(dpr * 10) for dpr in thumbnails.allowed_dprs),
+            # "Empty" means the configured defaults only: a URL may name those and no others.
+            allowed_qualities=thumbnails.allowed_qualities or tuple(thumbnails.quality.model_dump().values()),
             presets={name: Preset(p.width, p.height, p.fit) for name, p in thumbnails.presets.items()},
         ),
         auto_formats=thumbnails.auto_formats,

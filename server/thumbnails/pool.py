@@ -1,14 +1,67 @@
-"""Running renders off the event loop: a bounded thread pool with a bounded queue and a deadline."""
+"""Running renders off the event loop: a bounded pool of render processes with a bounded queue, a
+deadline and a memory budget.
+
+    RenderPool          at most `workers` renders at once, each in a process of its own, and at
+                        most `queue` waiting; a render past its deadline has its process killed
+    announce_peak(n)    called by a job in a render process before it decodes: waits until the
+                        job's peak memory fits the pool's budget
+    RenderUnavailable   503: queue full, deadline passed, no render process could be started
+    RenderCrashed       422: the render's process died (a decoder crashed, or ran out of memory)
+
+Why processes rather than threads: a thread cannot be stopped, so a render past its deadline kept
+its CPU and its slot; a crash in a C decoder took the whole server down; and every Python-level
+step of a render (header parsing, EXIF, the pipeline's glue) competed with the event loop for
+the GIL. Isolation is against accidents, not a security boundary: a render process runs as the
+same user as the server.
+
+A render process is forked by multiprocessing's fork server (never by the server itself, which has
+threads and an event loop) with the modules in `preload` already imported: a fresh one costs a
+few milliseconds. It caps its own address space (RLIMIT_AS), runs at a lower priority so that
+the event loop wins the CPU under load, and ignores SIGINT and SIGTERM: the pool's `shutdown`
+stops it, once uvicorn has let the requests in flight finish. It exits by itself when the pool's
+end of its socket closes (the server is gone), and, should the server hang or die mid-render,
+when a job outlives the deadline by `ALARM_MARGIN_S` (SIGALRM).
+
+One job at a time crosses a process's socket, each message a pickle behind an 8-byte length:
+
+    pool -> process   ("job", function, args)
+    process -> pool   ("peak", n_bytes)              only from announce_peak; it then waits for
+    pool -> process   ("go",) or ("refuse", error)
+    process -> pool   ("done", result) or ("raised", exception)
+
+The job reads its source itself: only the job's arguments and its encoded result cross.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+import logging
+import multiprocessing
+import os
+import pickle
+import resource
+import signal
+import socket
+import struct
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from server.imaging import SourceTooLarge, UndecodableImage
 
 T = TypeVar("T")
+
+logger = logging.getLogger("thumbserver")
+
+#: A render process still in a job this long after its deadline ends itself (the pool kills it
+#: at the deadline; this only matters when the server hangs or has died).
+ALARM_MARGIN_S = 5.0
+
+_LENGTH = struct.Struct("!Q")
+# The exit status of a render process whose job raised MemoryError (its address space is spent).
+_OUT_OF_MEMORY = 3
 
 
 class RenderUnavailable(Exception):
@@ -20,43 +73,416 @@ class RenderUnavailable(Exception):
         self.retry_after = retry_after
 
 
-class RenderPool:
-    """At most `workers` renders run at once (threads: Pillow releases the GIL while it decodes,
-    resamples and encodes) and at most `queue` wait; a render beyond that is refused at once with
-    `RenderUnavailable`, as is one that is not finished after `timeout_s`.
+class RenderCrashed(UndecodableImage):
+    """The render's process died: a decoder crashed or the render outgrew its address space.
 
-    A slot is held until the thread really finishes, so a render abandoned at its deadline
-    still counts against the bound while it burns CPU; a waiting one is cancelled before it starts.
+    Only that process is lost (another takes its place); the source is what made it die.
     """
 
-    def __init__(self, *, workers: int, queue: int, timeout_s: float) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render")
+    public_message = "The source could not be decoded."
+
+
+class RenderPool:
+    """At most `workers` renders run at once, each in a render process of its own, and at most
+    `queue` more wait; a render beyond that is refused at once with `RenderUnavailable`, as is one
+    that is not finished `timeout_s` after it was submitted: its process is killed (SIGKILL) and
+    another is started in its place, so the slot is free again at once.
+
+    `render_memory_bytes` bounds what renders in flight hold together: a job announces its peak
+    (`announce_peak`) and waits until it fits; a job whose peak alone exceeds the budget raises
+    `SourceTooLarge`. `process_memory_bytes` caps each render process's address space (0: no
+    cap); a render that outgrows it raises `RenderCrashed`, as does one whose process dies.
+    `preload`: modules the fork server imports once, so render processes start warm. `nice`: how
+    far below the server a render process runs.
+
+    The processes start with the pool: a pool that cannot start them raises RuntimeError, so a
+    server that cannot isolate its renders does not start. Call `shutdown` to stop them.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        queue: int,
+        timeout_s: float,
+        render_memory_bytes: int = 1 << 30,
+        process_memory_bytes: int = 2 << 30,
+        preload: Iterable[str] = (),
+        nice: int = 10,
+    ) -> None:
         self._capacity = workers + queue
         self._timeout_s = timeout_s
+        self._budget = _MemoryBudget(render_memory_bytes)
+        self._context = multiprocessing.get_context("forkserver")
+        # "__main__" first, as multiprocessing does by default: the fork server imports a main
+        # script once, so that render processes do not each import it again.
+        self._context.set_forkserver_preload(["__main__", *preload])
+        self._options = _ProcessOptions(process_memory_bytes, nice, timeout_s + ALARM_MARGIN_S)
+        self._idle: asyncio.Queue[_RenderProcess] = asyncio.Queue()
+        self._processes: set[_RenderProcess] = set()  # every process not yet killed
+        self._starting = threading.Lock()  # processes start in threads; one at a time
+        self._tasks: set[asyncio.Task[None]] = set()  # replacements and reapers under way
+        self._closed = False
+        self._start_failed = False
         self.in_flight = 0
+        try:
+            for _ in range(workers):
+                self._idle.put_nowait(self._start())
+        except Exception as error:
+            self.shutdown()
+            raise RuntimeError(f"cannot start render processes: {error}") from error
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
+        """`function(*args)` in a render process: its result, or what it raised (same type, same
+        attributes). `function` and `args` must pickle (a module-level function, plain data).
+
+        Raises `RenderUnavailable` when `queue` renders already wait, when the render is not done
+        `timeout_s` after this call, or at shutdown; `RenderCrashed` when its process died.
+        """
         if self.in_flight >= self._capacity:
             raise RenderUnavailable("Too many renders waiting; try again shortly", retry_after=1)
-        loop = asyncio.get_running_loop()
-        job = self._executor.submit(function, *args)
         self.in_flight += 1
-        # The thread's own future, not an asyncio wrapper: it is done only when the work is.
-        job.add_done_callback(lambda _: self._release_from_thread(loop))
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(job), self._timeout_s)
+            async with asyncio.timeout(self._timeout_s) as deadline:
+                return await self._run_in_process(function, args)
         except TimeoutError:
-            job.cancel()  # only succeeds while it is still waiting for a thread
+            if not deadline.expired():
+                raise  # the job's own TimeoutError
             raise RenderUnavailable("The render took too long; try again later", retry_after=5) from None
+        finally:
+            self.in_flight -= 1
 
-    def _release_from_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _run_in_process(self, function: Callable[..., T], args: tuple[object, ...]) -> T:
+        process = await self._take()
+        reserved = 0
         try:
-            loop.call_soon_threadsafe(self._release)
-        except RuntimeError:
-            pass  # the loop is closed: the server is shutting down and nobody counts any more
+            await process.send(("job", function, args))
+            kind, value = await process.receive()
+            if kind == "peak":
+                if value > self._budget.total:
+                    await process.send(("refuse", SourceTooLarge(
+                        f"a render holding {value} bytes > limits.render_memory_bytes ({self._budget.total})",
+                        public_message="The source image is too large.",
+                    )))
+                else:
+                    reserved = await self._budget.acquire(value)
+                    await process.send(("go",))
+                kind, value = await process.receive()
+        except BaseException as error:
+            # Cancelled (the deadline, shutdown) or the process died: either way the process is
+            # in an unknown state, and only a new one is sure to be ready for the next job.
+            died = isinstance(error, (EOFError, OSError))
+            self._replace(process, died=died and not self._closed)
+            if self._closed and not isinstance(error, asyncio.CancelledError):
+                raise RenderUnavailable("The server is shutting down; try again shortly", retry_after=1) from None
+            if died:
+                raise RenderCrashed(f"render process {process.pid} died: {error!r}") from None
+            raise
+        finally:
+            if reserved:
+                self._budget.release(reserved)
+        self._idle.put_nowait(process)
+        if kind == "raised":
+            raise value
+        return value
 
-    def _release(self) -> None:
-        self.in_flight -= 1
+    async def _take(self) -> _RenderProcess:
+        """An idle render process, waiting for one if all are busy (or being replaced)."""
+        while True:
+            process = await self._idle.get()
+            if process.alive():
+                return process
+            self._replace(process, died=True)  # killed from outside while idle
+
+    def _replace(self, process: _RenderProcess, *, died: bool) -> None:
+        """Kill `process` and start another in its place, in the background."""
+        process.kill()
+        process.close()
+        self._processes.discard(process)
+        self._spawn(self._reap(process, died=died))
+        if not self._closed:
+            self._spawn(self._start_replacement())
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_replacement(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                process = await asyncio.to_thread(self._start)
+            except Exception:
+                # Log the first failure of a run of them, not one per retry.
+                if not self._start_failed:
+                    logger.exception("cannot start a render process; retrying")
+                    self._start_failed = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if self._start_failed:
+                logger.info("render processes start again")
+                self._start_failed = False
+            self._idle.put_nowait(process)
+            return
+
+    def _start(self) -> _RenderProcess:
+        with self._starting:
+            if self._closed:
+                raise RuntimeError("the render pool is shut down")
+            process = _RenderProcess(self._context, self._options)
+            self._processes.add(process)
+            return process
+
+    async def _reap(self, process: _RenderProcess, *, died: bool) -> None:
+        status = await process.ended()
+        if died:
+            logger.warning("render process %d died (%s); another takes its place", process.pid, _describe(status))
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Kill every render process and wait (briefly) until they are gone. Renders in flight
+        raise `RenderUnavailable`."""
+        with self._starting:
+            self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        processes = list(self._processes)
+        self._processes.clear()
+        for process in processes:
+            process.kill()
+        while not self._idle.empty():
+            self._idle.get_nowait().close()  # a busy process's socket is closed by its job
+        for process in processes:
+            process.join(timeout=2.0)
+
+
+class _MemoryBudget:
+    """Bytes that renders in flight may hold together. `acquire` waits in arrival order, so a
+    large render is not overtaken for ever by small ones."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._free = total
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    async def acquire(self, amount: int) -> int:
+        """Wait until `amount` (at most `total`) is free and take it; returns `amount`."""
+        if not self._waiting and amount <= self._free:
+            self._free -= amount
+            return amount
+        granted = asyncio.get_running_loop().create_future()
+        waiter = (amount, granted)
+        self._waiting.append(waiter)
+        try:
+            await granted
+        except BaseException:
+            if granted.done() and not granted.cancelled():
+                self.release(amount)  # granted just as the wait was given up
+            else:
+                if waiter in self._waiting:
+                    self._waiting.remove(waiter)
+                self._grant()  # the ones behind it may fit now
+            raise
+        return amount
+
+    def release(self, amount: int) -> None:
+        self._free += amount
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiting and self._waiting[0][0] <= self._free:
+            amount, granted = self._waiting.popleft()
+            if not granted.done():
+                self._free -= amount
+                granted.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class _ProcessOptions:
+    address_space_bytes: int  # 0: no cap
+    nice: int
+    alarm_s: float  # a job still running after this ends its process
+
+
+class _RenderProcess:
+    """One render process seen from the pool: the process and the pool's end of its socket."""
+
+    def __init__(self, context: Any, options: _ProcessOptions) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self._process = context.Process(
+                target=_serve, args=(theirs, options), name="thumbserver-render", daemon=True
+            )
+            self._process.start()
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._socket = ours
+        self.pid: int = self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    async def send(self, message: tuple[Any, ...]) -> None:
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        await asyncio.get_running_loop().sock_sendall(self._socket, _LENGTH.pack(len(payload)) + payload)
+
+    async def receive(self) -> tuple[Any, ...]:
+        """The next message; EOFError when the process has gone."""
+        (size,) = _LENGTH.unpack(await self._receive_exactly(_LENGTH.size))
+        return pickle.loads(await self._receive_exactly(size))
+
+    async def _receive_exactly(self, size: int) -> bytearray:
+        loop = asyncio.get_running_loop()
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        received = 0
+        while received < size:
+            count = await loop.sock_recv_into(self._socket, view[received:])
+            if not count:
+                raise EOFError("the render process closed its socket")
+            received += count
+        return buffer
+
+    def kill(self) -> None:
+        self._process.kill()  # a process that has already ended is left alone
+
+    def close(self) -> None:
+        """Close the pool's end of the socket. Never while a receive is waiting on it."""
+        self._socket.close()
+
+    def join(self, timeout: float) -> None:
+        self._process.join(timeout)
+
+    async def ended(self, timeout: float = 5.0) -> int | None:
+        """The exit code once the process has ended (negative: the signal); None if it has not
+        ended within `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        sentinel = self._process.sentinel
+        ended = loop.create_future()
+        loop.add_reader(sentinel, lambda: ended.done() or ended.set_result(None))
+        try:
+            await asyncio.wait_for(ended, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(sentinel)
+        self._process.join(0)
+        return self._process.exitcode
+
+
+def _describe(status: int | None) -> str:
+    if status is None:
+        return "still running after SIGKILL"
+    if status < 0:
+        return f"signal {signal.Signals(-status).name}"
+    if status == _OUT_OF_MEMORY:
+        return "out of memory"
+    return f"exit status {status}"
+
+
+# --- inside a render process ------------------------------------------------------------------
+
+
+class _Channel:
+    """A render process's end of its socket (blocking: the process does nothing else)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._socket = sock
+        self.announced = False  # announce_peak was called in this job
+
+    def receive(self) -> bytes | None:
+        """The next message, still pickled; None when the pool has closed its end."""
+        header = self._receive_exactly(_LENGTH.size)
+        return None if header is None else self._receive_exactly(_LENGTH.unpack(header)[0])
+
+    def _receive_exactly(self, size: int) -> bytes | None:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        received = 0
+        while received < size:
+            count = self._socket.recv_into(view[received:])
+            if not count:
+                return None
+            received += count
+        return bytes(buffer)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        try:
+            payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        except MemoryError:
+            raise
+        except Exception as error:  # an exception or a result that does not pickle
+            failure = RuntimeError(f"a render's {message[0]} answer does not pickle: {error!r}")
+            payload = pickle.dumps(("raised", failure), protocol=pickle.HIGHEST_PROTOCOL)
+        self._socket.sendall(_LENGTH.pack(len(payload)) + payload)
+
+    def ask_for(self, n_bytes: int) -> None:
+        if self.announced:
+            raise RuntimeError("announce_peak may be called once per job")
+        self.announced = True
+        self.send(("peak", n_bytes))
+        answer = self.receive()
+        if answer is None:
+            raise SystemExit(0)  # the pool is gone
+        kind, *rest = pickle.loads(answer)
+        if kind == "refuse":
+            raise rest[0]
+
+
+# Set in a render process only: how `announce_peak` reaches the pool.
+_channel: _Channel | None = None
+
+
+def announce_peak(n_bytes: int) -> None:
+    """Wait until a render that holds at most `n_bytes` at once fits the pool's memory budget.
+
+    Called by a job in a render process, at most once and before it decodes anything. Raises
+    `SourceTooLarge` when `n_bytes` exceeds the whole budget. Outside a render process (a job
+    called directly, as tests do) it returns at once.
+    """
+    if _channel is not None:
+        _channel.ask_for(n_bytes)
+
+
+def _serve(sock: socket.socket, options: _ProcessOptions) -> None:
+    """The main loop of a render process: run jobs until the pool closes its end."""
+    global _channel
+    # The server stops its render processes itself, after its requests in flight have finished:
+    # a SIGTERM or Ctrl-C sent to the whole process group must not cut their renders short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _cap_address_space(options.address_space_bytes)
+    if options.nice:
+        os.nice(options.nice)
+    channel = _channel = _Channel(sock)
+    try:
+        while (message := channel.receive()) is not None:
+            channel.announced = False
+            signal.setitimer(signal.ITIMER_REAL, options.alarm_s)  # SIGALRM's default: the process ends
+            try:
+                _, function, args = pickle.loads(message)
+                reply = ("done", function(*args))
+            except MemoryError:
+                os._exit(_OUT_OF_MEMORY)  # nothing in this process can be trusted to allocate now
+            except Exception as error:
+                reply = ("raised", error)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            channel.send(reply)
+    except MemoryError:
+        os._exit(_OUT_OF_MEMORY)
+    except OSError:
+        pass  # the pool's end is gone: nobody waits for an answer
+
+
+def _cap_address_space(n_bytes: int) -> None:
+    if not n_bytes:
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = n_bytes if hard == resource.RLIM_INFINITY else min(n_bytes, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

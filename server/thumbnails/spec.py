@@ -44,6 +44,10 @@ class SpecRules:
     max_width: int = 4096
     max_height: int = 4096
     allowed_sizes: tuple[str, ...] = ()
+    # With allowed_sizes, the dprs (in tenths: 15 is 1.5x) and URL qualities also allowed; each
+    # empty means "none but the default" (1x; the configured default qualities).
+    allowed_dpr_tenths: tuple[int, ...] = ()
+    allowed_qualities: tuple[int, ...] = ()
     presets: Mapping[str, Preset] = field(default_factory=dict)
 
 
@@ -84,6 +88,8 @@ def parse_spec(text: str, settings: SpecRules) -> ThumbSpec:
     dpr_tenths = _parse_dpr(dpr_text) if at else 10
 
     explicit_fit, output_format, quality = _parse_modifiers(modifiers)
+    if settings.allowed_sizes:
+        _check_allowed_variant(dpr_tenths, quality, settings)
     fit = explicit_fit or fit
     if fit in NEEDS_BOTH_SIDES and (width is None or height is None):
         raise InvalidSpec(f"{fit} needs both a width and a height")
@@ -93,6 +99,15 @@ def parse_spec(text: str, settings: SpecRules) -> ThumbSpec:
     if (width or 0) > settings.max_width or (height or 0) > settings.max_height:
         raise InvalidSpec(f"the box is larger than {settings.max_width}x{settings.max_height}")
     return ThumbSpec(width=width, height=height, fit=fit, format=output_format, quality=quality)
+
+
+def _check_allowed_variant(dpr_tenths: int, quality: int | None, settings: SpecRules) -> None:
+    """With an allow-list of sizes, a URL's dpr and quality are bounded too, so the variants an
+    unsigned URL can make stay countable (sizes x dprs x qualities x formats x fits)."""
+    if dpr_tenths != 10 and dpr_tenths not in settings.allowed_dpr_tenths:
+        raise InvalidSpec(f"dpr {dpr_tenths / 10:g}x is not one of the allowed dprs")
+    if quality is not None and quality not in settings.allowed_qualities:
+        raise InvalidSpec(f"quality q{quality} is not one of the allowed qualities")
 
 
 def _parse_base(base: str, settings: SpecRules) -> tuple[int | None, int | None, str]:

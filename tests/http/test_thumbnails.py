@@ -221,7 +221,8 @@ class TestErrors:
         assert response.headers["cache-control"] == "no-store"
 
     async def test_allowed_sizes(self, make_settings, photo: Path) -> None:
-        async with client_for(make_settings(thumbnails={"allowed_sizes": ["320x240"]})) as http:
+        settings = make_settings(thumbnails={"allowed_sizes": ["320x240"], "allowed_dprs": [2]})
+        async with client_for(settings) as http:
             assert (await http.get("/thumb/320x240/photo.jpg")).status_code == 200
             assert (await http.get("/thumb/320x240@2x/photo.jpg")).status_code == 200
             assert (await http.get("/thumb/small/photo.jpg")).status_code == 200
@@ -318,3 +319,22 @@ class TestResultKeys:
             assert (await http.get("/thumb/400x/photo.jpg", headers={"If-None-Match": etag})).status_code == 304
         async with client_for(make_settings(thumbnails={"quality": {"jpeg": 30}})) as http:
             assert (await http.get("/thumb/400x/photo.jpg", headers={"If-None-Match": etag})).status_code == 200
+
+
+class TestAllowedVariantsEndToEnd:
+    """The configuration's allow-lists reach the grammar: a dpr or quality not listed is a 400."""
+
+    async def test_defaults_only(self, make_settings, photo: Path) -> None:
+        settings = make_settings(thumbnails={"allowed_sizes": ["320x240"]})
+        async with client_for(settings) as http:
+            assert (await http.get("/thumb/320x240/photo.jpg")).status_code == 200
+            assert (await http.get("/thumb/320x240,q82/photo.jpg")).status_code == 200  # the configured default
+            assert (await http.get("/thumb/320x240@2x/photo.jpg")).status_code == 400
+            assert (await http.get("/thumb/320x240,q37,webp/photo.jpg")).status_code == 400
+
+    async def test_listed(self, make_settings, photo: Path) -> None:
+        settings = make_settings(thumbnails={"allowed_sizes": ["320x240"], "allowed_dprs": [1, 2],
+                                             "allowed_qualities": [50]})
+        async with client_for(settings) as http:
+            assert (await http.get("/thumb/320x240@2x,q50/photo.jpg")).status_code == 200
+            assert (await http.get("/thumb/320x240,q82/photo.jpg")).status_code == 400

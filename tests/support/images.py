@@ -410,3 +410,122 @@ def psd_bytes(size: Size = (64, 48)) -> bytes:
 def html_bytes() -> bytes:
     """An HTML page, as served by mistake under an image name."""
     return b"<!doctype html><html><head><title>x</title></head><body><script>alert(1)</script></body></html>\n"
+
+
+# --- header-parsing bombs: tiny pixel counts, millions of container structures ---------------
+
+#: Bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE, UNDEFINED,
+#: SSHORT, SLONG, SRATIONAL, FLOAT, DOUBLE, IFD, LONG8, SLONG8, IFD8).
+TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+
+
+def tiff_header_size(*, bigtiff: bool = False) -> int:
+    """Where `tiff_with_tags` puts the pixels: right after the header."""
+    return 16 if bigtiff else 8
+
+
+def tiff_with_tags(tags: dict[int, tuple[int, bytes]], *, pixels: bytes = b"", bigtiff: bool = False) -> bytes:
+    """A little-endian TIFF (or BigTIFF) built by hand, for files Pillow refuses to write.
+
+    Layout: header, `pixels` (at `tiff_header_size()`), out-of-line tag values, then the one IFD.
+    `tags` maps a tag to (field type, its values packed little-endian); the count is derived.
+    """
+    header_size = tiff_header_size(bigtiff=bigtiff)
+    inline = 8 if bigtiff else 4
+    body = bytearray(pixels)
+    entries = []
+    for tag in sorted(tags):
+        kind, values = tags[tag]
+        count = len(values) // TIFF_TYPE_SIZES[kind]
+        if len(values) <= inline:
+            field = values.ljust(inline, b"\x00")
+        else:
+            field = struct.pack("<Q" if bigtiff else "<I", header_size + len(body))
+            body += values + bytes(len(values) % 2)  # values start on a word boundary
+        entries.append(struct.pack("<HHQ" if bigtiff else "<HHI", tag, kind, count) + field)
+    ifd_offset = header_size + len(body)
+    if bigtiff:
+        header = b"II+\x00" + struct.pack("<HHQ", 8, 0, ifd_offset)
+        ifd = struct.pack("<Q", len(entries)) + b"".join(entries) + struct.pack("<Q", 0)
+    else:
+        header = b"II*\x00" + struct.pack("<I", ifd_offset)
+        ifd = struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
+    return header + bytes(body) + ifd
+
+
+def _tiff_grey_tags(width: int, height: int, **tags: tuple[int, bytes]) -> dict[int, tuple[int, bytes]]:
+    """The tags of an uncompressed 8-bit greyscale image, plus `tags` (keyed "t273"…)."""
+    base = {
+        256: (4, struct.pack("<I", width)), 257: (4, struct.pack("<I", height)), 258: (3, struct.pack("<H", 8)),
+        259: (3, struct.pack("<H", 1)), 262: (3, struct.pack("<H", 1)), 277: (3, struct.pack("<H", 1)),
+    }
+    return {**base, **{int(name[1:]): value for name, value in tags.items()}}
+
+
+def tiff_strip_bomb(strips: int = 2_000_000) -> bytes:
+    """A ~2 MB uncompressed 1x2 TIFF, RowsPerStrip=1, with `strips` StripOffsets (BYTE values).
+
+    The image needs 2 strips; Pillow makes one tile of every offset and walks them in Python.
+    """
+    pixels_at = tiff_header_size()
+    tags = _tiff_grey_tags(
+        1, 2,
+        t273=(1, bytes([pixels_at, pixels_at + 1]) * (strips // 2)),
+        t278=(3, struct.pack("<H", 1)),
+        t279=(3, struct.pack("<HH", 1, 1)),
+    )
+    return tiff_with_tags(tags, pixels=b"\x40\xc0")
+
+
+def tiff_tile_bomb(tiles: int = 2_000_000) -> bytes:
+    """An uncompressed 32x32 TIFF of 16x16 tiles (4 needed) listing `tiles` TileOffsets, all to
+    one tile of pixels."""
+    pixels_at = tiff_header_size()
+    tags = _tiff_grey_tags(
+        32, 32,
+        t322=(3, struct.pack("<H", 16)), t323=(3, struct.pack("<H", 16)),
+        t324=(4, struct.pack("<I", pixels_at) * tiles), t325=(4, struct.pack("<I", 256) * tiles),
+    )
+    return tiff_with_tags(tags, pixels=bytes(range(256)))
+
+
+def bigtiff_overflow() -> bytes:
+    """A ~200-byte 1x1 BigTIFF whose one StripOffsets value is 2**64 - 1."""
+    tags = _tiff_grey_tags(
+        1, 1, t273=(16, struct.pack("<Q", 2**64 - 1)), t278=(4, struct.pack("<I", 1)), t279=(16, struct.pack("<Q", 1)),
+    )
+    return tiff_with_tags(tags, pixels=b"\x80", bigtiff=True)
+
+
+def jpeg_marker_bomb(markers: int = 2_500_000) -> bytes:
+    """A ~10 MB JPEG: `markers` empty APP1 segments between SOI and a 1x1 image's own segments."""
+    image = jpeg_bytes((1, 1), color="gray")
+    return image[:2] + b"\xff\xe1\x00\x02" * markers + image[2:]
+
+
+def png_chunk_bomb(chunks: int = 830_000) -> bytes:
+    """A ~10 MB PNG: `chunks` empty private ancillary chunks (valid CRCs) after a 1x1 image's IHDR."""
+    image = png_bytes((1, 1), mode="RGB")
+    after_ihdr = 8 + 25
+    return image[:after_ihdr] + _png_chunk(b"prVt", b"") * chunks + image[after_ihdr:]
+
+
+def progressive_jpeg_scans(data: bytes) -> list[bytes]:
+    """The scans of a JPEG, each from its SOS marker to the next scan or the EOI (a byte search:
+    SOS never occurs inside entropy-coded data, so this is exact for Pillow's files)."""
+    starts = []
+    at = data.find(b"\xff\xda")
+    while at >= 0:
+        starts.append(at)
+        at = data.find(b"\xff\xda", at + 2)
+    return [data[a:b] for a, b in zip(starts, starts[1:] + [len(data) - 2])]
+
+
+def jpeg_scan_bomb(size: Size = (7000, 7000), scans: int = 100, *, mode: str = "L") -> bytes:
+    """A decodable progressive JPEG of `size` with exactly `scans` scans: Pillow's own file, its
+    smallest refinement scan repeated (libjpeg accepts, and walks every block once per scan)."""
+    data = jpeg_bytes(size, color="gray" if mode == "L" else (128, 128, 128), mode=mode, progressive=True, quality=50)
+    own = progressive_jpeg_scans(data)
+    assert len(own) <= scans, f"Pillow wrote {len(own)} scans"
+    smallest = min(own[1:], key=len)
+    return data[:-2] + smallest * (scans - len(own)) + data[-2:]

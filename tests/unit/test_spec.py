@@ -96,7 +96,7 @@ class TestInvalid:
 class TestAllowedSizes:
     """With allowed_sizes set, only those bases and the presets are served."""
 
-    settings = SpecRules(allowed_sizes=("320x240", "640x"), presets=DEFAULTS.presets)
+    settings = SpecRules(allowed_sizes=("320x240", "640x"), allowed_dpr_tenths=(20,), presets=DEFAULTS.presets)
 
     @pytest.mark.parametrize("text", ["320x240", "320x240@2x", "320x240,cover,webp", "640x", "small"])
     def test_allowed(self, text: str) -> None:
@@ -106,3 +106,21 @@ class TestAllowedSizes:
     def test_refused(self, text: str) -> None:
         with pytest.raises(InvalidSpec, match="not one of the allowed sizes"):
             parse_spec(text, self.settings)
+
+
+class TestAllowedVariants:
+    """With allowed_sizes, dpr and quality are bounded too (empty lists: 1x and the defaults only)."""
+
+    rules = SpecRules(allowed_sizes=("320x240",), allowed_dpr_tenths=(20,), allowed_qualities=(60, 82))
+
+    @pytest.mark.parametrize("text", ["320x240", "320x240@1x", "320x240@2x", "320x240,q60", "320x240@2x,q82,webp"])
+    def test_allowed(self, text: str) -> None:
+        parse_spec(text, self.rules)
+
+    @pytest.mark.parametrize("text", ["320x240@3.7x", "320x240@1.5x", "320x240,q37", "320x240@2x,q61"])
+    def test_refused(self, text: str) -> None:
+        with pytest.raises(InvalidSpec, match="allowed"):
+            parse_spec(text, self.rules)
+
+    def test_without_allowed_sizes_everything_goes(self) -> None:
+        assert parse_spec("320x240@3.7x,q37", SpecRules()).quality == 37
