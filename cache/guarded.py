@@ -41,8 +41,11 @@ class GuardedStore:
         logger: logging.Logger,
         retry_after_s: float = 5.0,
         timeout_s: float | None = None,
+        on_lookup: Callable[[str], None] | None = None,
     ) -> None:
         self.inner = inner
+        # Told the result of every get: "hit", "miss", or "error" (failed, or skipped by the breaker).
+        self._on_lookup = on_lookup or (lambda result: None)
         self.kind = inner.kind
         self.retry_after_s = retry_after_s
         self.timeout_s = timeout_s
@@ -58,11 +61,14 @@ class GuardedStore:
 
     async def get(self, digest: str) -> StoredResult | None:
         answered, result = await self._guarded(lambda: self.inner.get(digest))
-        if answered:
-            if result is None:
-                self.misses += 1
-            else:
-                self.hits += 1
+        if not answered:
+            self._on_lookup("error")
+        elif result is None:
+            self.misses += 1
+            self._on_lookup("miss")
+        else:
+            self.hits += 1
+            self._on_lookup("hit")
         return result
 
     async def put(self, digest: str, result: StoredResult) -> None:

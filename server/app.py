@@ -14,11 +14,20 @@ from cache import CoalescingCache, DiskStore, GuardedStore, RedisStore, ResultSt
 from server.config import ConfigError, Settings
 from server.http.cors import CorsPolicy
 from server.http.images import CacheControl, ImageHandler
+from server.http.observe import Metrics, Observer
 from server.http.responses import entry_maker, entry_size
 from server.http.routes import build_app, reserved_segments
 from server.http.urls import URLClassifier
 from server.imaging import EncoderSettings, SourceLimits
-from server.thumbnails import Preset, RenderPool, Signer, SpecRules, ThumbnailOptions, ThumbnailService
+from server.thumbnails import (
+    Preset,
+    RenderPool,
+    ServiceEvents,
+    Signer,
+    SpecRules,
+    ThumbnailOptions,
+    ThumbnailService,
+)
 from storage import FileStore
 
 
@@ -80,11 +89,12 @@ def check_shared_tier(settings: Settings) -> None:
         raise ConfigError(f"{key}: {error}") from None
 
 
-def _guarded(store: ResultStore | None, settings: Settings) -> GuardedStore | None:
+def _guarded(store: ResultStore | None, settings: Settings, events: ServiceEvents) -> GuardedStore | None:
     if store is None:
         return None
     timeout = settings.cache.redis_timeout_s if settings.cache.shared == "redis" else None
-    return GuardedStore(store, logger=logging.getLogger("thumbserver.cache"), timeout_s=timeout)
+    return GuardedStore(store, logger=logging.getLogger("thumbserver.cache"), timeout_s=timeout,
+                        on_lookup=lambda result: events.looked_up("shared", result))
 
 
 def signer_for(settings: Settings) -> Signer | None:
@@ -105,7 +115,12 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         workers=settings.limits.render_workers,
         queue=settings.limits.render_queue,
         timeout_s=settings.limits.render_timeout_s,
+        render_memory_bytes=settings.limits.render_memory_bytes,
+        process_memory_bytes=settings.limits.render_process_memory_bytes,
+        preload=("server.thumbnails.service",),
     )
+    metrics = Metrics() if settings.metrics.enabled else None
+    events = metrics or ServiceEvents()
     cache_control = CacheControl(
         originals=settings.http.cache_control_originals, thumbnails=settings.http.cache_control_thumbnails
     )
@@ -115,7 +130,8 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         pool=pool,
         memory=CoalescingCache(settings.cache.max_bytes, sizeof=entry_size),
         make_entry=entry_maker(cache_control.thumbnails),
-        shared=_guarded(shared_store(settings), settings),
+        shared=_guarded(shared_store(settings), settings, events),
+        events=events,
     )
     classifier = URLClassifier(
         thumbnail_prefix=settings.thumbnails.prefix,
@@ -138,6 +154,8 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         yield
         await thumbnails.close()
         pool.shutdown()
+        if metrics is not None:
+            metrics.process_stopped()
 
     app = build_app(
         images=images,
@@ -146,7 +164,13 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         lifespan=lifespan,
         front=front,
         docs=settings.server.docs,
+        metrics=metrics,
+        metrics_path=settings.metrics.path,
     )
+    if metrics is not None or settings.server.access_log == "json":
+        # Outermost: nothing answers a request without it being counted (and logged).
+        app.add_middleware(Observer, metrics=metrics, kind_of=images.kind_of,
+                           access_log=settings.server.access_log == "json")
     app.state.settings = settings
     app.state.thumbnails = thumbnails
     return app

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
+import shutil
+import tempfile
 import json
 import os
 import sys
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "sign":
         return sign(settings, args.path)
+    if args.command == "serve" and settings.metrics.enabled:
+        # Before prometheus-client is first imported (it reads the variable then), here and in
+        # every worker process, which inherit the environment.
+        _metrics_folder()
     try:
         # A shared tier that cannot be used stops start-up here, not at the first request.
         from server.app import check_shared_tier
@@ -139,7 +146,7 @@ def serve(settings: Settings) -> int:
             if server.http == "httptools"
             else "h11"
         ),
-        "access_log": server.access_log,
+        "access_log": server.access_log in ("text", True),
         "log_config": _log_config(),
         "server_header": False,
         # No WebSocket route exists: an Upgrade request must not reach a WebSocket stack at all.
@@ -154,6 +161,23 @@ def serve(settings: Settings) -> int:
         os.environ[_SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("server.cli:worker_app", factory=True, **options)
     return 0
+
+
+def _metrics_folder() -> None:
+    """Point prometheus-client's multiprocess mode at an empty folder of this server's own.
+
+    An operator's `PROMETHEUS_MULTIPROC_DIR` is used (and emptied: files of an earlier run would
+    add its counts); otherwise a temporary folder, removed when the server exits.
+    """
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for leftover in Path(folder).glob("*.db"):
+            leftover.unlink(missing_ok=True)
+        return
+    folder = tempfile.mkdtemp(prefix="thumbserver-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
 
 def _log_config() -> dict[str, Any]:

@@ -54,7 +54,8 @@ class ServerSettings(_Section):
     # size; server.protocol bounds it by h11_max_incomplete_event_size as h11 does, so it is the
     # default.
     http: Literal["h11", "httptools"] = "httptools"
-    access_log: bool = False
+    # json: one JSON object per request on stdout; text: uvicorn's line; false: none.
+    access_log: Literal["json", "text"] | bool = False
     # /docs (Swagger UI from pinned assets served here) and /openapi.json; false: neither.
     docs: bool = True
 
@@ -158,6 +159,11 @@ class LimitSettings(_Section):
     render_workers: PositiveInt = 2
     render_queue: Annotated[int, Field(ge=0)] = 64
     render_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    # What renders in flight may hold together (decoded pixels, per server process); a render
+    # waits until its peak fits, and one that alone exceeds it is refused (422).
+    render_memory_bytes: PositiveInt = 1024 * 1024 * 1024
+    # The address space of each render process (RLIMIT_AS); 0: no cap.
+    render_process_memory_bytes: Annotated[int, Field(ge=0)] = 2 * 1024 * 1024 * 1024
 
 
 class HttpSettings(_Section):
@@ -174,6 +180,18 @@ class HttpSettings(_Section):
                 raise ValueError(f"{origin!r} is not * nor an origin such as https://example.com")
         if "*" in value and len(value) > 1:
             raise ValueError("* allows every origin: list it alone")
+        return value
+
+
+class MetricsSettings(_Section):
+    enabled: bool = True
+    path: str = "/metrics"
+
+    @field_validator("path")
+    @classmethod
+    def _one_segment(cls, value: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9_.-]+", value):
+            raise ValueError("must be one path segment such as /metrics")
         return value
 
 
@@ -213,6 +231,7 @@ class Settings(_Section):
     limits: LimitSettings = LimitSettings()
     http: HttpSettings = HttpSettings()
     security: SecuritySettings = SecuritySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 _SECTIONS = tuple(Settings.model_fields)

@@ -47,6 +47,14 @@ class ImageHandler:
         self._thumbnails = thumbnails
         self._cache_control = cache_control
 
+    def kind_of(self, scope: Mapping) -> str:
+        """The metrics' kind of a request: original, thumbnail or other."""
+        try:
+            url = self.classifier.classify(raw_path_of(scope))
+        except (NotFound, BadSignature):
+            return "other"
+        return "other" if url is None else url.kind
+
     def classify(self, scope: Mapping) -> ImageURL | None | Exception:
         """The image URL of `scope`, None when it is not one, or the error it must be answered with."""
         try:
@@ -71,7 +79,7 @@ class ImageHandler:
                 raise MethodNotAllowed(ALLOW)
             if url.kind == ORIGINAL:
                 return await self._original(url.path, headers, method)
-            return await self._thumbnail(url.spec or "", url.path, headers)
+            return await self._thumbnail(url.spec or "", url.path, headers, scope.get("thumbserver"))
         except Exception as error:  # noqa: BLE001 - every error is answered through the one table
             return response_for(error, context=f"for {scope.get('method')} {scope.get('path')!r}")
 
@@ -87,19 +95,28 @@ class ImageHandler:
                 continue  # replaced while being read: once more from a fresh stat
         raise SourceChanged(path)
 
-    async def _thumbnail(self, spec: str, path: str, headers: Mapping[str, str]) -> Response:
+    async def _thumbnail(self, spec: str, path: str, headers: Mapping[str, str], facts: dict | None) -> Response:
         service = self._thumbnails
         for _attempt in range(2):
             plan = service.plan(spec, path, headers.get("accept"))
             entry = service.cached(plan)
             if entry is not None:
-                return entry.response(headers)
+                response = entry.response(headers)
+                if facts is not None:
+                    facts["cache"] = "304" if response.status_code == 304 else "memory"
+                return response
             response = not_modified(plan, headers, self._cache_control.thumbnails)
             if response is not None:
+                if facts is not None:
+                    facts["cache"] = "304"
                 return response
             try:
                 entry = await service.entry(plan)
             except SourceChanged:
                 continue  # replaced while being read: once more from a fresh stat
-            return entry.response(headers)
+            response = entry.response(headers)
+            if facts is not None:
+                outcome, render_ms = service.outcomes.get(plan.key, ("memory", None))
+                facts["cache"], facts["render_ms"] = outcome, render_ms
+            return response
         raise SourceChanged(path)

@@ -20,6 +20,7 @@ from server.formats import FORMATS, OUTPUT_FORMATS
 from server.http.errors import exception_handlers
 from server.http.front import ImageFront
 from server.http.images import ImageHandler
+from server.http.observe import Metrics
 from server.thumbnails import ThumbnailService
 from storage import NotFound
 
@@ -29,7 +30,8 @@ _ERROR_CONTENT = {"application/json": {"example": {"detail": "Not Found"}}}
 
 
 def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_prefix: str, lifespan,
-              front: bool = True, docs: bool = True) -> FastAPI:
+              front: bool = True, docs: bool = True, metrics: Metrics | None = None,
+              metrics_path: str = "/metrics") -> FastAPI:
     """The ASGI app. `front=False` leaves out the pure-ASGI front, so image URLs go through the
     FastAPI routes (the parity tests compare both doors)."""
     app = FastAPI(
@@ -61,6 +63,14 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
 
     if docs:
         _add_docs(app)
+    if metrics is not None:
+
+        async def exposition() -> Response:
+            """Prometheus text exposition, every worker process summed."""
+            return metrics.exposition(memory_bytes=thumbnails.memory.stats().bytes)
+
+        app.add_api_route(metrics_path, exposition, methods=["GET"], tags=["service"],
+                          response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 
     # Everything routed so far owns its first path segment; so will routes added later, as long
     # as they are added before the server starts (the lifespan reserves them again).

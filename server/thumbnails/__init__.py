@@ -10,11 +10,11 @@ Errors raised here and mapped to statuses by `server.http.errors`:
 from server.thumbnails.keys import SOURCE_FAMILY, ResultKey
 from server.thumbnails.negotiation import negotiate_format
 from server.thumbnails.pool import RenderPool, RenderUnavailable
-from server.thumbnails.service import Plan, ThumbnailOptions, ThumbnailService
+from server.thumbnails.service import Plan, ServiceEvents, ThumbnailOptions, ThumbnailService
 from server.thumbnails.signing import BadSignature, Signer
 from server.thumbnails.spec import InvalidSpec, Preset, SpecRules, ThumbSpec, parse_spec
 
 __all__ = [
-    "SOURCE_FAMILY", "BadSignature", "InvalidSpec", "Signer", "Plan", "Preset", "RenderPool", "RenderUnavailable", "ResultKey", "SpecRules",
+    "SOURCE_FAMILY", "BadSignature", "InvalidSpec", "Signer", "Plan", "Preset", "RenderPool", "RenderUnavailable", "ResultKey", "ServiceEvents", "SpecRules",
     "ThumbnailOptions", "ThumbnailService", "ThumbSpec", "negotiate_format", "parse_spec",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,7 +24,7 @@ from server.formats import FORMATS, format_for_media_type
 from server.imaging import EncoderSettings, Rendered, RenderRequest, SourceLimits, SourceTooLarge, render_thumbnail
 from server.thumbnails.keys import SOURCE_FAMILY, ResultKey
 from server.thumbnails.negotiation import negotiate_format
-from server.thumbnails.pool import RenderPool
+from server.thumbnails.pool import RenderPool, RenderUnavailable
 from server.thumbnails.spec import SpecRules, ThumbSpec, parse_spec
 from storage import OriginalStore, Source
 
@@ -68,6 +69,27 @@ class Plan(NamedTuple):
         return f"{stem}_{self.spec.box_name}.{found.extension if found else 'bin'}"
 
 
+class ServiceEvents:
+    """What the service reports as it works (metrics count them); every method does nothing here.
+
+    `looked_up(tier, result)`: tier "memory" or "shared", result "hit", "miss" or "error".
+    `rendered(format, seconds)`, `rejected(reason)`, `in_flight(delta)` for renders.
+    """
+
+    def looked_up(self, tier: str, result: str) -> None: ...
+
+    def rendered(self, output_format: str, seconds: float) -> None: ...
+
+    def rejected(self, reason: str) -> None: ...
+
+    def in_flight(self, delta: int) -> None: ...
+
+
+#: Where an entry came from, by key, for the requests that asked (access logs): "shared" or
+#: "render" with the render's milliseconds. Bounded: cleared when it reaches this many keys.
+MAX_OUTCOMES = 1024
+
+
 class ThumbnailService(Generic[E]):
     """Answers "which bytes are this thumbnail", rendering each key at most once per process
     (and, with a shared tier, once for every process that shares it)."""
@@ -81,7 +103,10 @@ class ThumbnailService(Generic[E]):
         memory: CoalescingCache[E],
         make_entry: Callable[[Plan, StoredResult], E],
         shared: ResultStore | None = None,
+        events: ServiceEvents | None = None,
     ) -> None:
+        self.events = events or ServiceEvents()
+        self.outcomes: dict[ResultKey, tuple[str, float | None]] = {}
         self.options = options
         self.originals = originals
         self.pool = pool
@@ -104,7 +129,9 @@ class ThumbnailService(Generic[E]):
 
     def cached(self, plan: Plan) -> E | None:
         """The memory tier's entry, or None. Never awaits: the cache-hit path."""
-        return self.memory.get(plan.key)
+        found = self.memory.get(plan.key)
+        self.events.looked_up("memory", "miss" if found is None else "hit")
+        return found
 
     async def entry(self, plan: Plan) -> E:
         """The entry for `plan` from the fastest tier that has it, rendering on a miss.
@@ -121,7 +148,14 @@ class ThumbnailService(Generic[E]):
         stored = await shared.get(digest)
         if stored is None:
             stored = await self._render_once_for_all(shared, plan)
+        else:
+            self._outcome(plan, "shared", None)
         return self._make_entry(plan, stored)
+
+    def _outcome(self, plan: Plan, outcome: str, render_ms: float | None) -> None:
+        if len(self.outcomes) >= MAX_OUTCOMES:
+            self.outcomes.clear()
+        self.outcomes[plan.key] = (outcome, render_ms)
 
     async def _render_once_for_all(self, shared: ResultStore, plan: Plan) -> StoredResult:
         """Render `plan` in exactly one of the processes sharing the tier; the others wait for it.
@@ -172,7 +206,18 @@ class ThumbnailService(Generic[E]):
             encoder=self.options.encoder,
         )
         self.renders += 1
-        rendered = await self.pool.run(_read_and_render, self.originals, plan.source, request, limits)
+        started = time.perf_counter()
+        self.events.in_flight(1)
+        try:
+            rendered = await self.pool.run(_read_and_render, self.originals, plan.source, request, limits)
+        except RenderUnavailable as error:
+            self.events.rejected(getattr(error, "reason", "unavailable"))
+            raise
+        finally:
+            self.events.in_flight(-1)
+        seconds = time.perf_counter() - started
+        self.events.rendered(rendered.format, seconds)
+        self._outcome(plan, "render", round(seconds * 1000, 1))
         logger.info("rendered %s %s as %s (%d bytes)", plan.source.relative, spec.canonical, rendered.format,
                     len(rendered.data))
         return rendered
@@ -193,6 +238,28 @@ class ThumbnailService(Generic[E]):
 
 
 def _read_and_render(originals: OriginalStore, source: Source, request: RenderRequest, limits: SourceLimits) -> Rendered:
-    """Runs in a render worker: read the exact version `source` names (or raise `SourceChanged`:
-    other bytes must not be cached under its identity), then render it."""
-    return render_thumbnail(originals.read(source, max_bytes=limits.max_bytes), request, limits=limits)
+    """Runs in a render process: read the exact version `source` names (or raise `SourceChanged`:
+    other bytes must not be cached under its identity), announce the render's peak memory and
+    wait until it fits the pool's budget, then render it.
+
+    The peak is known from the header alone, before any pixel is decoded: the image at the
+    scale its decoder will use (a JPEG's draft scale), at 4 bytes a pixel (Pillow's widest),
+    times the frames decoded (one: the pipeline renders an animation's first frame), times 3
+    for the pipeline's overlap (the decoded image, its oriented copy and its converted copy are
+    alive at once), plus the source's bytes. A bad header raises here, as the render would.
+    """
+    # Imported here: only render processes run this, and they have it preloaded.
+    from server.formats import FORMATS
+    from server.imaging import decode_size, displayed_size, open_source, plan_geometry, read_orientation, reduce_on_load
+    from server.thumbnails.pool import announce_peak
+
+    data = originals.read(source, max_bytes=limits.max_bytes)
+    header = open_source(data, limits)
+    # read_orientation decodes every source but a JPEG; elsewhere the orientation changes no size.
+    orientation = read_orientation(header) if header.format in FORMATS["jpeg"].decoders else 1
+    size = displayed_size(header.size, orientation)
+    reduce_on_load(header, decode_size(plan_geometry(*size, request.box), size), orientation)
+    width, height = header.size  # at the decoder's scale now
+    frames, overlap = 1, 3
+    announce_peak(width * height * 4 * frames * overlap + len(data))
+    return render_thumbnail(data, request, limits=limits)
