@@ -28,7 +28,7 @@ from server.thumbnails import (
     ThumbnailOptions,
     ThumbnailService,
 )
-from storage import FileStore
+from storage import FileStore, NotFound, SourceChanged
 
 
 def thumbnail_options(settings: Settings) -> ThumbnailOptions:
@@ -95,6 +95,15 @@ def _guarded(store: ResultStore | None, settings: Settings, events: ServiceEvent
     timeout = settings.cache.redis_timeout_s if settings.cache.shared == "redis" else None
     return GuardedStore(store, logger=logging.getLogger("thumbserver.cache"), timeout_s=timeout,
                         on_lookup=lambda result: events.looked_up("shared", result))
+
+
+def _root_favicon(settings: Settings) -> bytes | None:
+    """The image root's own favicon.ico, when it has one (read once, at start)."""
+    try:
+        source = FileStore(settings.storage.root, {"ico"}).resolve("favicon.ico")
+        return FileStore(settings.storage.root, {"ico"}).read(source, max_bytes=1_000_000)
+    except (NotFound, SourceChanged, OSError):
+        return None
 
 
 def signer_for(settings: Settings) -> Signer | None:
@@ -166,6 +175,8 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         docs=settings.server.docs,
         metrics=metrics,
         metrics_path=settings.metrics.path,
+        robots_txt=settings.http.robots_txt,
+        favicon=_root_favicon(settings),
     )
     if metrics is not None or settings.server.access_log == "json":
         # Outermost: nothing answers a request without it being counted (and logged).

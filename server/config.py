@@ -171,6 +171,8 @@ class HttpSettings(_Section):
     cache_control_thumbnails: str = "max-age=604800"
     # ["*"], or the origins allowed to read images from scripts (CORS), e.g. ["https://example.com"].
     cors_origins: tuple[str, ...] = ()
+    # The body of /robots.txt; null: 404.
+    robots_txt: str | None = "User-agent: *\nAllow: /\n"
 
     @field_validator("cors_origins")
     @classmethod

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
+from PIL import Image
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
@@ -31,7 +33,7 @@ _ERROR_CONTENT = {"application/json": {"example": {"detail": "Not Found"}}}
 
 def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_prefix: str, lifespan,
               front: bool = True, docs: bool = True, metrics: Metrics | None = None,
-              metrics_path: str = "/metrics") -> FastAPI:
+              metrics_path: str = "/metrics", robots_txt: str | None = None, favicon: bytes | None = None) -> FastAPI:
     """The ASGI app. `front=False` leaves out the pure-ASGI front, so image URLs go through the
     FastAPI routes (the parity tests compare both doors)."""
     app = FastAPI(
@@ -63,6 +65,7 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
 
     if docs:
         _add_docs(app)
+    _add_site_files(app, robots_txt=robots_txt, favicon=favicon or default_favicon())
     if metrics is not None:
 
         async def exposition() -> Response:
@@ -114,6 +117,37 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
     if front:
         app.add_middleware(ImageFront, images=images)
     return app
+
+
+SITE_FILES_CACHE = "public, max-age=86400"
+
+
+def default_favicon() -> bytes:
+    """A 16x16 grey square as an ICO: browsers navigating to an image ask for /favicon.ico."""
+    buffer = io.BytesIO()
+    Image.new("RGBA", (16, 16), (96, 96, 96, 255)).save(buffer, "ICO", sizes=[(16, 16)])
+    return buffer.getvalue()
+
+
+def _add_site_files(app: FastAPI, *, robots_txt: str | None, favicon: bytes) -> None:
+    """/favicon.ico and /robots.txt: small, cacheable answers instead of a no-store 404 each time."""
+    icon_etag = '"' + hashlib.blake2b(favicon, digest_size=8).hexdigest() + '"'
+
+    async def favicon_ico(request: Request) -> Response:
+        headers = {"ETag": icon_etag, "Cache-Control": SITE_FILES_CACHE}
+        if request.headers.get("if-none-match") == icon_etag:
+            return Response(status_code=304, headers=headers)
+        return Response(favicon, media_type="image/x-icon", headers=headers)
+
+    async def robots(request: Request) -> Response:
+        if robots_txt is None:
+            return Response(b'{"detail":"Not Found"}', status_code=404, media_type="application/json",
+                            headers={"Cache-Control": SITE_FILES_CACHE})
+        return Response(robots_txt, media_type="text/plain", headers={"Cache-Control": SITE_FILES_CACHE})
+
+    for path, endpoint in (("/favicon.ico", favicon_ico), ("/robots.txt", robots)):
+        app.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
 
 
 DOCS_ASSETS = "/docs/assets"

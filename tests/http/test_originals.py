@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from server.http.responses import content_disposition
+from tests.support.app import client_for
 
 BODY = bytes(range(256)) * 40  # 10240 bytes
 MTIME = 1_700_000_000
@@ -292,3 +293,26 @@ class TestDocs:
 
     async def test_no_redoc_from_a_cdn(self, client: httpx.AsyncClient) -> None:
         assert (await client.get("/redoc")).status_code == 404
+
+
+class TestSiteFiles:
+    """Browsers navigating to an image ask for /favicon.ico; crawlers for /robots.txt."""
+
+    async def test_builtin_favicon_is_cacheable(self, client: httpx.AsyncClient) -> None:
+        icon = await client.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+        assert "max-age" in icon.headers["cache-control"]
+        again = await client.get("/favicon.ico", headers={"If-None-Match": icon.headers["etag"]})
+        assert again.status_code == 304
+
+    async def test_the_roots_own_favicon_wins(self, make_settings, image_root: Path) -> None:
+        (image_root / "favicon.ico").write_bytes(b"\x00\x00\x01\x00own icon")
+        async with client_for(make_settings()) as http:
+            assert (await http.get("/favicon.ico")).content == b"\x00\x00\x01\x00own icon"
+
+    async def test_robots(self, make_settings) -> None:
+        async with client_for(make_settings()) as http:
+            robots = await http.get("/robots.txt")
+            assert robots.status_code == 200 and robots.text.startswith("User-agent: *")
+        async with client_for(make_settings(http={"robots_txt": None})) as http:
+            assert (await http.get("/robots.txt")).status_code == 404
