@@ -2,34 +2,37 @@
 
 The public face of the package; the modules behind it are one step each::
 
-    decode.py    open_source, read_orientation, reduce_on_load   (limits checked from the header)
+    scan.py      scan_container                                   (structures counted before Pillow)
+    decode.py    open_source, read_orientation, reduce_on_load,   (limits checked from the header)
+                 valid_icc_profile
     geometry.py  plan_geometry, decode_size, displayed_size       (pure arithmetic)
     steps.py     orient, normalize_mode, strip_metadata, resize, flatten
     encode.py    choose_format, EncoderSettings, encode
     pipeline.py  render_thumbnail running the steps in order
-    errors.py    ImageError > UndecodableImage, SourceTooLarge
+    errors.py    ImageError > UndecodableImage > ContainerBomb; ImageError > SourceTooLarge
 """
 
 from server.imaging.decode import (
     DECODE_ERRORS,
     EXIF_ORIENTATION,
-    MAX_JPEG_SCANS,
     SourceLimits,
     open_source,
     read_orientation,
     reduce_on_load,
+    valid_icc_profile,
 )
 from server.imaging.encode import EncoderSettings, choose_format, encode
-from server.imaging.errors import ImageError, SourceTooLarge, UndecodableImage
+from server.imaging.errors import ContainerBomb, ImageError, SourceTooLarge, UndecodableImage
 from server.imaging.geometry import FITS, NEEDS_BOTH_SIDES, Box, box_problem, Geometry, decode_size, displayed_size, plan_geometry
 from server.imaging.pipeline import RENDERER_VERSION, Rendered, RenderRequest, render_thumbnail
+from server.imaging.scan import MAX_JPEG_SCANS, scan_container
 from server.imaging.steps import flatten, normalize_mode, orient, resize, strip_metadata
 
 __all__ = [
     "DECODE_ERRORS", "EXIF_ORIENTATION", "FITS", "NEEDS_BOTH_SIDES", "box_problem", "MAX_JPEG_SCANS", "RENDERER_VERSION",
-    "Box", "EncoderSettings", "Geometry", "ImageError", "Rendered", "RenderRequest", "SourceLimits",
+    "Box", "ContainerBomb", "EncoderSettings", "Geometry", "ImageError", "Rendered", "RenderRequest", "SourceLimits",
     "SourceTooLarge", "UndecodableImage",
     "choose_format", "decode_size", "displayed_size", "encode", "flatten", "normalize_mode", "open_source",
     "orient", "plan_geometry", "read_orientation", "reduce_on_load", "render_thumbnail", "resize",
-    "strip_metadata",
+    "scan_container", "strip_metadata", "valid_icc_profile",
 ]

@@ -1,5 +1,6 @@
-"""Decoding: identify a source with an allowed decoder, check its limits, read its orientation,
-and ask the JPEG decoder for a reduced scale. Nothing here decodes a pixel before the checks."""
+"""Decoding: scan a source's container, identify it with an allowed decoder, check its limits,
+read its orientation, and ask the JPEG decoder for a reduced scale. Nothing here decodes a pixel
+before the checks."""
 
 from __future__ import annotations
 
@@ -10,24 +11,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 
-from PIL import Image, JpegImagePlugin
+from PIL import Image, ImageCms, JpegImagePlugin
 
 from server.formats import DECODERS
-from server.imaging.errors import SourceTooLarge, UndecodableImage
+from server.imaging.errors import ImageError, SourceTooLarge, UndecodableImage
 from server.imaging.geometry import displayed_size
+from server.imaging.scan import scan_container
 
-# Exceptions Pillow's decoders raise on malformed input (fuzzing finds all of these).
+# Exceptions Pillow's decoders are known to raise on malformed input (fuzzing finds these).
 # RuntimeError: libavif's "Failed to decode frame 0: Decoding of color planes failed" and
 # "Missing or empty image item" on a corrupt AVIF (tests/fuzz/fuzz_render.py found it).
+# OverflowError: a BigTIFF strip offset of 2**64 - 1, given to seek(). The list is not the guard:
+# `decoding()` maps every Exception but MemoryError, as hostile input reaches anything.
 DECODE_ERRORS = (
     OSError, ValueError, SyntaxError, struct.error, EOFError, ZeroDivisionError, IndexError, KeyError, TypeError,
-    RuntimeError,
+    RuntimeError, OverflowError,
 )
 
-# A progressive JPEG may repeat scans without limit, and each one costs a pass over every
-# block whatever the box: 1,000 tiny scans make a 125 KB file take 6 s. Encoders write about
-# 10 (libjpeg's default script) and rarely more than a few dozen.
-MAX_JPEG_SCANS = 100
+#: ICC profiles a thumbnail may carry: a display or camera profile is 0.5-4 KB (sRGB 3 KB);
+#: larger ones are printer LUTs that only a CMYK conversion needs (it reads image.info itself).
+MAX_ICC_PROFILE_BYTES = 64 * 1024
+ICC_HEADER_BYTES = 128
 
 EXIF_ORIENTATION = 0x0112
 TRANSPOSES = {
@@ -50,7 +54,10 @@ class SourceLimits:
 
 @contextmanager
 def decoding() -> Iterator[None]:
-    """Turn what Pillow raises on hostile input into ImageError; keep its bomb warning quiet.
+    """Turn whatever Pillow raises on hostile input into ImageError; keep its bomb warning quiet.
+
+    Every Exception becomes UndecodableImage (hostile input reaches exceptions no list foresees:
+    OverflowError, AssertionError…) but MemoryError and our own ImageErrors, which pass as they are.
 
     The pixel limit is ours (checked in open_source), so Pillow's DecompressionBombWarning
     between 1x and 2x Image.MAX_IMAGE_PIXELS is noise. Above 2x Pillow raises, which is
@@ -65,15 +72,18 @@ def decoding() -> Iterator[None]:
             yield
     except Image.DecompressionBombError as error:
         raise SourceTooLarge(str(error)) from error
-    except DECODE_ERRORS as error:
+    except (ImageError, MemoryError):
+        raise
+    except Exception as error:  # hostile input reaches exceptions no list foresees (OverflowError)
         raise UndecodableImage(f"{type(error).__name__}: {error}") from error
 
 
 def open_source(source: bytes, limits: SourceLimits) -> Image.Image:
     """Identify `source` with an allowed decoder and check it against `limits`.
 
-    Reads the header only: no pixel is decoded, so a hostile size claim costs nothing. A JPEG
-    with more than MAX_JPEG_SCANS scans is refused too, as its decode time is unbounded.
+    Reads the header only: no pixel is decoded, so a hostile size claim costs nothing. Before
+    Pillow sees it, `scan_container` refuses a container with more structures than any real
+    image holds (markers, chunks, strips, scans: see scan.py), as Pillow walks them in Python.
     """
     if len(source) > limits.max_bytes:
         raise SourceTooLarge(
@@ -83,22 +93,11 @@ def open_source(source: bytes, limits: SourceLimits) -> Image.Image:
     if not source:
         raise UndecodableImage("empty source", public_message="The source is empty.")
     with decoding():
+        scan_container(source, limits)
         image = Image.open(BytesIO(source), formats=DECODERS)
-    # SOS markers cannot occur inside entropy-coded data, so counting the bytes over-counts
-    # only by chance matches in metadata: cheap, and conservative.
-    # Only progressive JPEGs have more than one scan: a baseline photo skips the byte scan.
-    if (
-        isinstance(image, JpegImagePlugin.JpegImageFile)
-        and image.info.get("progressive")
-        and source.count(b"\xff\xda") > MAX_JPEG_SCANS
-    ):
-        raise UndecodableImage(f"JPEG with more than {MAX_JPEG_SCANS} scans")
     width, height = image.size
     if width * height > limits.max_pixels:
-        raise SourceTooLarge(
-            f"{width}x{height} pixels > {limits.max_pixels}",
-            public_message=f"The source image is larger than {limits.max_pixels} pixels.",
-        )
+        raise SourceTooLarge.pixels(width, height, limits.max_pixels)
     return image
 
 
@@ -114,9 +113,32 @@ def read_orientation(image: Image.Image) -> int:
         image.load()
     try:
         orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-        return orientation if orientation in TRANSPOSES else 1
-    except DECODE_ERRORS:
-        return 1  # broken EXIF is ignored, as browsers do
+    except MemoryError:
+        raise
+    except Exception:  # broken EXIF is ignored, as browsers do, however Pillow fails on it
+        return 1
+    return orientation if orientation in TRANSPOSES else 1
+
+
+def valid_icc_profile(profile: bytes | None) -> bytes | None:
+    """`profile` when a thumbnail may carry it, else None.
+
+    None when it is over MAX_ICC_PROFILE_BYTES, shorter than its 128-byte header, when the size
+    the header declares (bytes 0..4, big-endian) is not its length, or when LittleCMS cannot
+    open it (it reads the header and tag table, and each tag only when a transform needs it):
+    ~5 µs for a 64 KB profile.
+    """
+    if not profile or not ICC_HEADER_BYTES <= len(profile) <= MAX_ICC_PROFILE_BYTES:
+        return None
+    if int.from_bytes(profile[:4], "big") != len(profile):
+        return None
+    try:
+        ImageCms.ImageCmsProfile(BytesIO(profile))
+    except MemoryError:
+        raise
+    except Exception:  # PyCMSError, OSError… whatever LittleCMS says about a broken profile
+        return None
+    return profile
 
 
 

@@ -2,10 +2,12 @@
 
     ImageError              .public_message is safe to show a client (422)
     ├── UndecodableImage    corrupt, truncated, empty, not an image, or a refused decoder
+    │   └── ContainerBomb   more container structures than any real image holds (scan.py)
     └── SourceTooLarge      over SourceLimits.max_bytes or .max_pixels (checked before decoding)
 """
 
 from __future__ import annotations
+
 
 class ImageError(Exception):
     """A source that cannot be made into a thumbnail.
@@ -28,8 +30,23 @@ class UndecodableImage(ImageError):
     public_message = "The source is not an image that can be decoded."
 
 
+class ContainerBomb(UndecodableImage):
+    """A container with more markers, chunks, strips, scans or blocks than any real image holds:
+    refused by a structural scan before Pillow walks them (seconds and hundreds of MB each)."""
+
+    public_message = "The source's structure is too complex to decode."
+
+
 class SourceTooLarge(ImageError):
     """Over the byte or pixel limit; raised before any pixel is decoded."""
 
     public_message = "The source image is too large."
+
+    @classmethod
+    def pixels(cls, width: int, height: int, max_pixels: int) -> SourceTooLarge:
+        """The error for a `width` x `height` source over `max_pixels`."""
+        return cls(
+            f"{width}x{height} pixels > {max_pixels}",
+            public_message=f"The source image is larger than {max_pixels} pixels.",
+        )
 

@@ -8,7 +8,7 @@ from io import BytesIO
 from PIL import Image, ImageCms
 
 from server.formats import FORMATS
-from server.imaging.decode import TRANSPOSES
+from server.imaging.decode import TRANSPOSES, valid_icc_profile
 from server.imaging.geometry import Geometry
 
 # Resize in one pass when the shrink is small; above this ratio Pillow first box-reduces by an
@@ -76,7 +76,9 @@ def strip_metadata(image: Image.Image) -> bytes | None:
     Pillow's encoders copy some of `image.info` into their output unasked (a JPEG comment, a
     PNG ICC profile), so the dict is emptied rather than relying on save() arguments.
     """
-    profile = image.info.get("icc_profile") or None
+    # A profile that does not parse, or is implausibly large (a 1 KB PNG can carry 1 MB of
+    # "profile"), is dropped: the pixels are then taken as sRGB, the untagged default.
+    profile = valid_icc_profile(image.info.get("icc_profile"))
     image.info = {}
     return profile
 

@@ -529,3 +529,129 @@ def jpeg_scan_bomb(size: Size = (7000, 7000), scans: int = 100, *, mode: str = "
     assert len(own) <= scans, f"Pillow wrote {len(own)} scans"
     smallest = min(own[1:], key=len)
     return data[:-2] + smallest * (scans - len(own)) + data[-2:]
+
+
+def jpeg_fill_bomb(fill: int = 8_000_000) -> bytes:
+    """A 1x1 JPEG with `fill` 0xFF fill bytes after its APP0 segment: Pillow steps over each."""
+    image = jpeg_bytes((1, 1), color="gray")
+    (app0,) = struct.unpack(">H", image[4:6])
+    return image[: 4 + app0] + b"\xff" * fill + image[4 + app0 :]
+
+
+def png_idat_bomb(chunks: int = 800_000) -> bytes:
+    """A 1x1 PNG whose image data is preceded by `chunks` empty IDAT chunks."""
+    image = png_bytes((1, 1), mode="RGB")
+    at = image.index(b"IDAT") - 4
+    return image[:at] + _png_chunk(b"IDAT", b"") * chunks + image[at:]
+
+
+def png_trailing_chunk_bomb(chunks: int = 800_000) -> bytes:
+    """A 1x1 PNG with `chunks` empty private chunks between its image data and IEND."""
+    image = png_bytes((1, 1), mode="RGB")
+    at = image.index(b"IEND") - 4
+    return image[:at] + _png_chunk(b"prVt", b"") * chunks + image[at:]
+
+
+def png_rechunked(data: bytes, *, idat: int = 8192) -> bytes:
+    """`data` (a PNG) with its image data split into `idat`-byte IDAT chunks, as libpng writes."""
+    pos, head, parts, tail = 8, [], [], []
+    while pos < len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        chunk = data[pos : pos + 12 + length]
+        if kind == b"IDAT":
+            parts.append(chunk[8:-4])
+        elif parts:
+            tail.append(chunk)
+        else:
+            head.append(chunk)
+        pos += 12 + length
+    pixels = b"".join(parts)
+    idats = [_png_chunk(b"IDAT", pixels[n : n + idat]) for n in range(0, len(pixels), idat)]
+    return data[:8] + b"".join(head + idats + tail)
+
+
+def apng_bytes(frames: Sequence[Color], *, size: Size = (8, 8)) -> bytes:
+    """An animated PNG, one flat frame per colour (each frame is an fcTL and an fdAT chunk)."""
+    images = [Image.new("RGB", size, colour) for colour in frames]
+    return to_bytes(images[0], "PNG", save_all=True, append_images=images[1:], duration=40)
+
+
+def gif_comment_bomb(blocks: int = 4_000_000) -> bytes:
+    """A 1x1 GIF with a comment of `blocks` one-byte sub-blocks before its image."""
+    image = gif_bytes(("red",), size=(1, 1))
+    at = image.index(b"\x21\xf9")  # the frame's graphic control extension
+    return image[:at] + b"\x21\xfe" + b"\x01x" * blocks + b"\x00" + image[at:]
+
+
+def bmp_rle8_bytes(rows: Sequence[bytes]) -> bytes:
+    """A bottom-up RLE8 BMP of 2 palette colours (0 black, 1 white) whose `rows` are given top
+    first, each as encoded (count, index) runs; an end of line is appended to each. The width is
+    the first row's pixel count."""
+    width = sum(rows[0][0::2])
+    runs = b"".join(row + b"\x00\x00" for row in reversed(rows)) + b"\x00\x01"
+    info = struct.pack("<IiiHHIIiiII", 40, width, len(rows), 1, 8, 1, len(runs), 2835, 2835, 2, 0)
+    palette = bytes([0, 0, 0, 0, 255, 255, 255, 0])
+    offset = 14 + len(info) + len(palette)
+    return b"BM" + struct.pack("<IHHI", offset + len(runs), 0, 0, offset) + info + palette + runs
+
+
+def bmp_rle_bomb(runs: int = 4_000_000) -> bytes:
+    """A 1x2 RLE8 BMP followed by `runs` runs past the end of its row: Pillow's Python RLE
+    decoder reads each and adds nothing."""
+    return bmp_rle8_bytes([b"\x01\x01", b"\x01\x00" + b"\x01\x01" * runs])
+
+
+def tiff_tiled_bytes(size: Size = (40, 24), *, tile: int = 16) -> bytes:
+    """An uncompressed greyscale TIFF in `tile` x `tile` tiles (Pillow writes strips only),
+    pixel (x, y) = (x * 5 + y * 3) % 256, edge tiles padded as the format wants."""
+    width, height = size
+    across, down = -(-width // tile), -(-height // tile)
+    pixels = bytearray()
+    for ty in range(down):
+        for tx in range(across):
+            for y in range(ty * tile, ty * tile + tile):
+                pixels += bytes(((x * 5 + y * 3) % 256 if x < width and y < height else 0) for x in range(tx * tile, tx * tile + tile))
+    at, tiles = tiff_header_size(), across * down
+    tags = _tiff_grey_tags(
+        width, height,
+        t322=(3, struct.pack("<H", tile)), t323=(3, struct.pack("<H", tile)),
+        t324=(4, b"".join(struct.pack("<I", at + n * tile * tile) for n in range(tiles))),
+        t325=(4, struct.pack("<I", tile * tile) * tiles),
+    )
+    return tiff_with_tags(tags, pixels=bytes(pixels))
+
+
+def tiff_exif_bomb(values: int = 4_000_000) -> bytes:
+    """A 1x1 TIFF whose EXIF IFD holds one SHORT tag of `values` values: Pillow makes a tuple of
+    them all when it loads the EXIF IFD after decoding."""
+    at = tiff_header_size()
+    placeholder = b"EXIF"
+    tags = _tiff_grey_tags(1, 1, t273=(4, struct.pack("<I", at)), t279=(4, struct.pack("<I", 1)), t34665=(4, placeholder))
+    head = tiff_with_tags(tags, pixels=b"\x80")
+    exif_at = len(head)
+    array_at = exif_at + 2 + 12 + 4
+    exif = struct.pack("<HHHII", 1, 0x9286, 3, values, array_at) + struct.pack("<I", 0) + b"\x01\x00" * values
+    return head.replace(placeholder, struct.pack("<I", exif_at), 1) + exif
+
+
+def tiff_page_bomb(pages: int = 200_000) -> bytes:
+    """A 4x4 TIFF followed by a chain of `pages` one-entry IFDs."""
+    data = bytearray(tiff_bytes((4, 4), mode="L"))
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (count,) = struct.unpack_from("<H", data, ifd)
+    start = len(data)
+    struct.pack_into("<I", data, ifd + 2 + 12 * count, start)
+    page_size = 2 + 12 + 4
+
+    def page(n: int) -> bytes:
+        following = start + (n + 1) * page_size if n + 1 < pages else 0
+        return struct.pack("<HHHII", 1, 256, 4, 1, 4) + struct.pack("<I", following)
+
+    return bytes(data) + b"".join(page(n) for n in range(pages))
+
+
+def webp_chunk_bomb(chunks: int = 800_000) -> bytes:
+    """A 16x16 WebP (VP8X) with `chunks` empty unknown chunks after its image."""
+    image = webp_bytes((16, 16), color="gray", icc=True)
+    body = image[8:] + b"XTRA\x00\x00\x00\x00" * chunks
+    return b"RIFF" + struct.pack("<I", len(body)) + body

@@ -611,3 +611,23 @@ class TestHostileSources:
     def test_errors_share_the_base_class(self):
         assert issubclass(UndecodableImage, ImageError)
         assert issubclass(SourceTooLarge, ImageError)
+
+
+class TestIccProfiles:
+    """A profile that does not parse or is over 64 KB never reaches a thumbnail."""
+
+    @pytest.mark.parametrize("format", ["jpeg", "webp", "avif"])
+    def test_a_megabyte_of_junk_profile_is_dropped(self, format):
+        # A tiny PNG whose compressed iCCP chunk inflates to 1 MB: the thumbnail stays tiny.
+        source = images.to_bytes(Image.new("RGB", (4, 4), "red"), "PNG", icc_profile=b"\0" * 1_000_000)
+        assert len(source) < 5_000
+        rendered = render(source, width=4, height=None, format=format)
+        assert len(rendered.data) < 5_000
+        assert decode(rendered).info.get("icc_profile") in (None, b"")
+
+    def test_a_real_profile_is_kept(self):
+        from PIL import ImageCms
+
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        source = images.to_bytes(Image.new("RGB", (8, 8), "red"), "PNG", icc_profile=srgb)
+        assert decode(render(source, width=8, height=None, format="png")).info.get("icc_profile") == srgb
