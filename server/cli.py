@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import yaml
 
+from server import prerender as prerender_module
 from server.config import ConfigError, Settings, load_settings
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -37,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="print the effective configuration, or what is wrong")
     _add_config_option(check)
+
+    prerender = commands.add_parser(
+        "prerender", help="render specs for every image (or the given paths) into the shared tier"
+    )
+    _add_config_option(prerender)
+    prerender_module.add_arguments(prerender)
 
     sign = commands.add_parser("sign", help="print a path signed with the first of security.keys")
     _add_config_option(sign)
@@ -76,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(yaml.safe_dump(_shown(settings), sort_keys=False), end="")
         return 0
+    if args.command == "prerender":
+        return prerender_module.run(settings, args)
     return serve(settings)
 
 
