@@ -153,3 +153,19 @@ def reduce_on_load(image: Image.Image, size: tuple[int, int], orientation: int) 
         image.draft(image.mode, displayed_size(size, orientation))
     return image
 
+
+def webp_is_lossless(source: bytes) -> bool:
+    """Whether a WebP file's image is VP8L (lossless), from its RIFF chunks: the simple format
+    starts with the image chunk, the extended one (VP8X) lists ICCP/ANIM/ALPH/EXIF… first."""
+    if source[:4] != b"RIFF" or source[8:12] != b"WEBP":
+        return False
+    offset = 12
+    for _ in range(64):  # a real file has a handful of chunks before its image
+        fourcc = source[offset : offset + 4]
+        if fourcc == b"VP8L":
+            return True
+        if fourcc in (b"VP8 ", b"ANMF", b"") or len(source) < offset + 8:
+            return False
+        size = int.from_bytes(source[offset + 4 : offset + 8], "little")
+        offset += 8 + size + (size & 1)
+    return False

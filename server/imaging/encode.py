@@ -79,6 +79,7 @@ def encode(
     quality: int,
     icc_profile: bytes | None,
     settings: EncoderSettings | None = None,
+    lossless: bool = False,
 ) -> bytes:
     """`image` encoded as `output_format`, tuned for speed; writes no metadata but `icc_profile`.
 
@@ -87,6 +88,8 @@ def encode(
     the format cannot hold the image (e.g. WebP beyond 16383 px).
     """
     params = (settings or EncoderSettings()).params(output_format, quality)
+    if lossless and output_format == "webp":
+        params["lossless"] = True  # a lossless source stays lossless (pixel art, screenshots)
     if icc_profile and profile_space(icc_profile) == PROFILE_SPACES.get(image.mode):
         params["icc_profile"] = icc_profile
     buffer = BytesIO()

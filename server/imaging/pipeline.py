@@ -11,13 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from server.formats import FORMATS, OUTPUT_FORMATS
-from server.imaging.decode import SourceLimits, decoding, open_source, read_orientation, reduce_on_load
+from server.imaging.decode import (
+    SourceLimits,
+    decoding,
+    open_source,
+    read_orientation,
+    reduce_on_load,
+    webp_is_lossless,
+)
 from server.imaging.encode import EncoderSettings, choose_format, encode
 from server.imaging.geometry import Box, box_problem, decode_size, displayed_size, plan_geometry
 from server.imaging.steps import flatten, normalize_mode, orient, resize, strip_metadata
 
 #: Bumped whenever the same request could give other bytes (a step changed): part of every key.
-RENDERER_VERSION = "2"
+RENDERER_VERSION = "3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,5 +100,7 @@ def render_thumbnail(source: bytes, request: RenderRequest, *, limits: SourceLim
         quality=request.quality_for(output_format),
         icc_profile=icc_profile,
         settings=request.encoder,
+        # The source's own family, from a lossless WebP: keep it lossless.
+        lossless=request.format is None and image.format == "WEBP" and webp_is_lossless(source),
     )
     return Rendered(data=data, format=output_format, width=thumbnail.width, height=thumbnail.height)

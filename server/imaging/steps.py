@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from io import BytesIO
 
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageMath
 
 from server.formats import FORMATS
 from server.imaging.decode import TRANSPOSES, valid_icc_profile
@@ -41,8 +41,15 @@ def normalize_mode(image: Image.Image) -> Image.Image:
     if mode == "CMYK":
         return _cmyk_to_rgb(image)
     if mode == "I" or mode.startswith("I;16"):
+        wide = image.convert("I")
         # convert("L") would clip at 255 instead of scaling; +0.5 rounds (point truncates).
-        return image.convert("I").point(lambda value: value * (1 / 257) + 0.5).convert("L")
+        grey = wide.point(lambda value: value * (1 / 257) + 0.5).convert("L")
+        transparent = image.info.get("transparency")
+        if isinstance(transparent, int):
+            # A 16-bit tRNS colour: the pixels equal to it, at full depth, are the transparent ones.
+            alpha = ImageMath.lambda_eval(lambda values: (values["v"] != transparent) * 255, v=wide)
+            return Image.merge("LA", (grey, alpha.convert("L")))
+        return grey
     if mode == "F":
         return image.point(lambda value: value * 255).convert("L")  # F -> L rounds and clips
     return image.convert("RGBA" if "A" in image.getbands() else "RGB")  # La, RGBa, RGBX, YCbCr…

@@ -631,3 +631,32 @@ class TestIccProfiles:
         srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
         source = images.to_bytes(Image.new("RGB", (8, 8), "red"), "PNG", icc_profile=srgb)
         assert decode(render(source, width=8, height=None, format="png")).info.get("icc_profile") == srgb
+
+
+class TestFamilyFidelity:
+    """What the source's own family promises: transparency and losslessness survive."""
+
+    def test_16_bit_grey_with_a_trns_colour_keeps_its_transparency(self):
+        # As PngSuite's tbwn0g16.png: 16-bit greyscale, one grey level transparent.
+        grey = Image.new("I;16", (32, 32), 20_000)
+        for x in range(16):
+            for y in range(32):
+                grey.putpixel((x, y), 5_000)
+        source = images.to_bytes(grey, "PNG", transparency=5_000)
+        out = decode(render(source, width=32, height=None))
+        assert out.mode in ("LA", "RGBA")
+        assert out.getpixel((4, 4))[-1] == 0 and out.getpixel((28, 4))[-1] == 255
+
+    def test_a_lossless_webp_stays_lossless(self):
+        checker = Image.new("RGB", (16, 16))
+        for x in range(16):
+            for y in range(16):
+                checker.putpixel((x, y), (255, 0, 0) if (x + y) % 2 else (0, 0, 255))
+        source = images.to_bytes(checker, "WEBP", lossless=True)
+        rendered = render(source, width=16, height=None)
+        assert rendered.format == "webp" and rendered.data[12:16] == b"VP8L"
+        assert decode(rendered).convert("RGB").tobytes() == checker.tobytes()  # pixel-exact
+
+    def test_a_lossy_webp_stays_lossy(self):
+        source = images.to_bytes(images.textured((64, 48)), "WEBP", quality=80)
+        assert render(source, width=32, height=None).data[12:16] != b"VP8L"
