@@ -26,9 +26,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, TextIO
+from typing import Any, NamedTuple, Protocol, TextIO, TypeVar
 
 from rich import box
 from rich.console import Console
@@ -37,10 +37,12 @@ from rich.table import Table
 from rich.text import Text
 
 from cache import CoalescingCache, GuardedStore, ResultStore, StoredResult, UnusableStore
+from server.config import Settings
 from server.thumbnails import (
     SOURCE_FAMILY,
     InvalidSpec,
     RenderPool,
+    RenderUnavailable,
     SpecRules,
     ThumbnailOptions,
     ThumbnailService,
@@ -48,6 +50,8 @@ from server.thumbnails import (
     parse_spec,
 )
 from storage import FileStore, NotFound
+
+T = TypeVar("T")
 
 #: Seconds between two progress lines when the output is not a terminal.
 LINE_INTERVAL_S = 2.0
@@ -109,8 +113,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def run(settings: Any, args: argparse.Namespace) -> int:
-    """Prerender what `args` asks for with `settings` (a `server.config.Settings`): the exit status."""
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Prerender what `args` asks for with `settings`: the exit status."""
     if settings.cache.shared == "none":
         print("thumbserver: configuration error: cache.shared: none keeps no results, so prerendering "
               "would keep nothing (use disk or redis)", file=sys.stderr)
@@ -128,7 +132,7 @@ def run(settings: Any, args: argparse.Namespace) -> int:
         return 130
 
 
-def _prerender(settings: Any, args: argparse.Namespace) -> int:
+def _prerender(settings: Settings, args: argparse.Namespace) -> int:
     # Imported here: server.cli imports this module for every command, and the composition root
     # (FastAPI and all) is only needed when prerendering.
     from server.app import shared_store, thumbnail_options
@@ -167,7 +171,7 @@ def _prerender(settings: Any, args: argparse.Namespace) -> int:
     return 1 if tally.failures else 0
 
 
-def build_service(settings: Any, options: ThumbnailOptions, originals: FileStore, store: ResultStore, *,
+def build_service(settings: Settings, options: ThumbnailOptions, originals: FileStore, store: ResultStore, *,
                   workers: int) -> tuple[ThumbnailService[StoredResult], KeptLedger]:
     """The server's thumbnail service, built as `create_app` builds it but with `workers` render
     processes and a memory tier that keeps nothing; and the ledger of what `store` kept."""
@@ -207,6 +211,7 @@ async def _run_to_the_end(prerenderer: Prerenderer, jobs: Sequence[Job]) -> None
     finally:
         for number in handled:
             loop.remove_signal_handler(number)
+        await prerenderer.count_losses()
         await prerenderer.service.close()
         prerenderer.service.pool.shutdown()
 
@@ -284,6 +289,8 @@ def find_images(originals: FileStore, paths: Sequence[str] = ()) -> list[str]:
         relative = _below_root(originals.root, given)
         full = os.path.join(originals.root, relative) if relative else originals.root
         if os.path.isdir(full):
+            if os.path.commonpath([os.path.realpath(full), originals.root]) != originals.root:
+                raise UsageError(f"{given}: not under storage.root ({originals.root}) once its symlinks are followed")
             if any(segment.startswith(".") for segment in relative.split("/") if segment):
                 raise UsageError(f"{given}: the server serves nothing in dot-folders")
             found.update(dict.fromkeys(_walk(originals, relative)))
@@ -343,6 +350,8 @@ def _walk(originals: FileStore, folder: str) -> Iterator[str]:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
+    """A thumbnail that could not be put in the shared tier, and what the server would say of it."""
+
     path: str
     spec: str
     variant: str
@@ -358,6 +367,10 @@ class Tally:
     skipped: int = 0
     failures: list[Failure] = field(default_factory=list)
     interrupted: bool = False
+    #: Entries the shared tier dropped meanwhile to stay within its budget, and results it
+    #: refused as larger than the whole budget (the disk tier counts both).
+    evicted: int = 0
+    oversize: int = 0
     clock: Callable[[], float] = time.monotonic
     started: float = 0.0
     stopped: float | None = None
@@ -379,6 +392,8 @@ class Tally:
 
 
 class Reporter(Protocol):
+    """Shows a run's progress: a headline, then `advance` after every job, `note`s, and `finish`."""
+
     def start(self, headline: str) -> None: ...
 
     def advance(self) -> None: ...
@@ -435,7 +450,7 @@ class KeptLedger:
     async def close(self) -> None:
         await self.inner.close()
 
-    async def _noted(self, call: Any) -> Any:
+    async def _noted(self, call: Awaitable[T]) -> T:
         try:
             return await call
         except Exception as error:
@@ -488,11 +503,22 @@ class Prerenderer:
             for task in self._running:
                 task.cancel()
 
+    async def count_losses(self) -> None:
+        """Note in the tally what the shared tier evicted or refused during the run."""
+        assert self.service.shared is not None
+        facts = await self.service.shared.stats()  # a GuardedStore's never raises
+        self.tally.evicted = facts.get("evictions") or 0
+        self.tally.oversize = facts.get("oversize") or 0
+
     async def _one(self, job: Job) -> None:
         try:
             outcome = await self._produce(job)
         except Exception as error:  # noqa: BLE001 - every failure is reported, none stops the run
-            if not self._abandoned:
+            # Ctrl-C reaches the render processes too (the terminal signals the whole process
+            # group), and they stop once their job is answered: a job that then finds no process
+            # was not done, nor did it fail. The rerun does it.
+            given_up = self._abandoned or (self.tally.interrupted and isinstance(error, RenderUnavailable))
+            if not given_up:
                 self.tally.failures.append(Failure(job.path, job.spec, job.variant, describe(error)))
         else:
             if outcome == WRITTEN:
@@ -516,7 +542,7 @@ class Prerenderer:
         outcome = self.ledger.outcome(digest)
         if outcome is None:
             error = self.ledger.last_error
-            reason = f"{type(error).__name__}: {error}" if error is not None else "it is failing"
+            reason = f"{type(error).__name__}: {error}" if error is not None else "it timed out or is failing"
             raise NotKept(f"rendered, but the shared tier did not keep it ({reason})")
         return outcome
 
@@ -619,6 +645,11 @@ def report(tally: Tally, console: Console) -> None:
         console.print(Text(f"prerender: interrupted at {tally.done}/{tally.total}, a rerun resumes: {counts}"))
     else:
         console.print(Text(f"prerender: {counts}"))
+    losses = [f"evicted {tally.evicted} entries to stay within its budget"] if tally.evicted else []
+    losses += [f"refused {tally.oversize} results larger than its whole budget"] if tally.oversize else []
+    if losses:
+        console.print(Text(f"prerender: warning: the shared tier {' and '.join(losses)}, so it does not hold "
+                           "everything prerendered: raise cache.disk_max_bytes"))
     if not tally.failures:
         return
     table = Table("path", "spec", "format", "error", box=box.SIMPLE)
