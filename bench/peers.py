@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +27,9 @@ import tools
 from corpus import LINK_PATTERN, Corpus
 from load import Probe, Target, probe
 from PIL import Image
-from process import free_port, service
+from process import StartFailed, free_port, redis_server, service
 from render_loop import UNBOUNDED, contain
-from scenarios import DEFAULT_CACHE_BYTES, MEMORY_CACHE_BYTES, Scenario, Timing
+from scenarios import DEFAULT_CACHE_BYTES, Scenario, Timing
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -38,6 +38,10 @@ HIT_SPEC = "320x"
 
 class TargetBroken(Exception):
     """A subject answered a scenario's probe request with the wrong status."""
+
+
+class TierUnavailable(Exception):
+    """A row's shared tier (its Redis) could not be set up; the subject itself is fine."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Running:
 
     base_url: str
     pid: int
+    log: Path | None = None  # our server's log: one line per render
 
 
 class HttpSubject:
@@ -94,7 +99,12 @@ class HttpSubject:
 
 
 class OurServer(HttpSubject):
-    """``python -m server serve``: the server this harness exists for."""
+    """``python -m server serve``: the server this harness exists for.
+
+    Every process it starts keeps its shared disk tier in the run's scratch folder (a fresh
+    folder per row unless a row asks for the same one twice, as ``restart`` does), and every
+    Redis it uses is one the harness started on 127.0.0.1 for that row.
+    """
 
     name, label = "ours", "thumbserver (ours)"
     hit_path = f"/thumb/{HIT_SPEC}/hit.jpg"
@@ -114,14 +124,36 @@ class OurServer(HttpSubject):
                f"render_workers {self.env.nproc}"
 
     def cache_bytes(self, scenario: Scenario) -> int:
-        """cache.max_bytes used for ``scenario``: the default except in the memory scenario."""
-        return MEMORY_CACHE_BYTES if scenario.key == "memory" else DEFAULT_CACHE_BYTES
+        """cache.max_bytes used for ``scenario``: the default unless the scenario sets one."""
+        return scenario.memory_bytes or DEFAULT_CACHE_BYTES
 
     checkout = REPO
 
     @contextmanager
     def serving(self, scenario: Scenario) -> Iterator[Running]:
-        config = self.env.workdir / f"{self.name}-{scenario.key}.yaml"
+        with ExitStack() as stack:
+            redis_url = None
+            if scenario.shared == "redis":
+                redis_url = stack.enter_context(self.redis(f"{self.name}-{scenario.key}"))
+            yield stack.enter_context(self.node(scenario, tag=scenario.key, shared=scenario.shared,
+                                                redis_url=redis_url))
+
+    @contextmanager
+    def redis(self, tag: str) -> Iterator[str]:
+        """A redis-server of the run's own for one row: its URL. Raises :class:`TierUnavailable`."""
+        with ExitStack() as stack:
+            try:
+                url = stack.enter_context(redis_server(self.env.workdir / f"redis-{tag}"))
+            except StartFailed as error:  # only the Redis's own start: not the block's
+                raise TierUnavailable(f"redis-server did not start: {error}") from error
+            yield url
+
+    @contextmanager
+    def node(self, scenario: Scenario, *, tag: str, shared: str = "disk", workers: int | None = None,
+             redis_url: str | None = None, disk_path: Path | None = None) -> Iterator[Running]:
+        """One server for ``scenario``: ``tag`` names its config and log; the shared disk tier is
+        ``disk_path`` (default: a fresh folder per tag), ``workers`` None means ``--workers``."""
+        config = self.env.workdir / f"{self.name}-{tag}.yaml"
         config.write_text(json.dumps({  # JSON is YAML
             "storage": {"root": str(self.env.corpus.root)},
             "cache": {"max_bytes": self.cache_bytes(scenario)},
@@ -130,32 +162,47 @@ class OurServer(HttpSubject):
         }, indent=2))
         port = free_port()
         command = [sys.executable, "-m", "server", "serve", "--config", str(config),
-                   "--host", "127.0.0.1", "--port", str(port), "--workers", str(self.env.workers)]
+                   "--host", "127.0.0.1", "--port", str(port),
+                   "--workers", str(workers or self.env.workers)]
         # THUMBSERVER_* variables would override the config: the run must be reproducible.
         env = {k: v for k, v in os.environ.items() if not k.startswith("THUMBSERVER_")}
-        env.update(self.environment(scenario))
+        # The default disk folder is $XDG_CACHE_HOME/thumbserver: inside the scratch folder too,
+        # for a checkout (the baseline) that is not told where to keep its tier.
+        env["XDG_CACHE_HOME"] = str(self.env.workdir / f"xdg-{self.name}-{tag}")
+        env.update(self.environment(
+            shared=shared, redis_url=redis_url,
+            disk_path=disk_path or self.env.workdir / f"results-{self.name}-{tag}"))
         base = f"http://127.0.0.1:{port}"
+        log = self.env.workdir / f"{self.name}-{tag}.log"
         # `python -m` puts the working directory first on sys.path: the checkout's own packages.
-        with service(command, ready_url=f"{base}/healthz", log=self._log(scenario), env=env,
+        with service(command, ready_url=f"{base}/healthz", log=log, env=env,
                      cwd=self.checkout) as child:
-            yield Running(base, child.pid)
+            yield Running(base, child.pid, log)
 
-    def environment(self, scenario: Scenario) -> dict[str, str]:
-        """Settings only this checkout knows: the shared disk tier in a fresh folder per row, so no
-        row (or earlier run) finds another's renders there."""
-        return {"THUMBSERVER_CACHE_DISK_PATH": str(self.env.workdir / f"results-{self.name}-{scenario.key}")}
+    def environment(self, *, shared: str, redis_url: str | None, disk_path: Path) -> dict[str, str]:
+        """Settings only this checkout knows: the shared tier, its disk folder, its Redis."""
+        env = {"THUMBSERVER_CACHE_SHARED": shared, "THUMBSERVER_CACHE_DISK_PATH": str(disk_path)}
+        if redis_url:
+            env["THUMBSERVER_CACHE_REDIS_URL"] = redis_url
+        return env
 
     def target(self, scenario: Scenario, base_url: str) -> Target:
         if scenario.cold:
             return _distinct(scenario, self.env, base_url, f"/thumb/{_spec(scenario.box)}")
-        if scenario.key == "hit":
-            _expect(base_url + self.hit_path, 200)
+        if scenario.request == "hit":
+            _expect(base_url + self.hit_path, 200)  # renders it: the shared tier is warm after
             return Target(path=self.hit_path)
-        if scenario.key == "revalidation":
+        if scenario.request == "revalidation":
             return _revalidating(base_url, self.hit_path)
-        if scenario.key == "original":
+        if scenario.request == "original":
             return _static(base_url, "/original.jpg")
         raise KeyError(scenario.key)
+
+    def thumbnail_paths(self, scenario: Scenario, count: int) -> list[str]:
+        """``count`` distinct thumbnails of a render-count scenario: its box over the first
+        names of its source (identical work each)."""
+        prefix = f"/thumb/{_spec(scenario.box)}/{scenario.source}/"
+        return [prefix + LINK_PATTERN % n for n in range(count)]
 
     @staticmethod
     def stats(base_url: str) -> dict:
@@ -185,7 +232,7 @@ class Thumbor(HttpSubject):
     @contextmanager
     def serving(self, scenario: Scenario) -> Iterator[Running]:
         config = self.env.workdir / f"thumbor-{scenario.key}.conf"
-        config.write_text(self._config(result_storage=scenario.key == "hit"))
+        config.write_text(self._config(result_storage=scenario.request == "hit"))
         port = free_port()
         command = [str(self._venv / "bin" / "thumbor"), "-i", "127.0.0.1", "-p", str(port),
                    "-c", str(config), "-l", "warning"]
@@ -212,7 +259,7 @@ class Thumbor(HttpSubject):
     def target(self, scenario: Scenario, base_url: str) -> Target:
         if scenario.cold:
             return _distinct(scenario, self.env, base_url, f"/unsafe/{_thumbor_box(scenario.box)}")
-        if scenario.key == "hit":
+        if scenario.request == "hit":
             path = f"/unsafe/{_thumbor_box((320, None))}/hit.jpg"
             _expect(base_url + path, 200)
             return Target(path=path)
@@ -384,8 +431,9 @@ class Baseline(OurServer):
                               capture_output=True, text=True)
         return done.stdout.strip() or self.checkout.name
 
-    def environment(self, scenario: Scenario) -> dict[str, str]:
-        # An older checkout may not know today's keys (its config refuses unknown ones).
+    def environment(self, *, shared: str, redis_url: str | None, disk_path: Path) -> dict[str, str]:
+        # An older checkout may not know today's keys (its config refuses unknown ones); its
+        # disk tier, if it has one, lands under $XDG_CACHE_HOME in the scratch folder.
         return {}
 
     def install(self, debian: tools.Debian) -> None:
@@ -447,11 +495,11 @@ def _check_size(size: tuple[int, int], scenario: Scenario, env: Environment) -> 
 
 def _static_target(scenario: Scenario, base_url: str) -> Target:
     """Targets of the static peers: ``thumb.jpg`` stands for the cached thumbnail."""
-    if scenario.key == "hit":
+    if scenario.request == "hit":
         return _static(base_url, "/thumb.jpg")
-    if scenario.key == "revalidation":
+    if scenario.request == "revalidation":
         return _revalidating(base_url, "/thumb.jpg")
-    if scenario.key == "original":
+    if scenario.request == "original":
         return _static(base_url, "/original.jpg")
     raise KeyError(scenario.key)
 

@@ -1,6 +1,7 @@
 """The report of a run: measurements, the targets they meet or miss, Markdown and JSON.
 
-Everything here is pure formatting over :class:`Measurement` rows, apart from :func:`write`.
+Everything here is pure formatting over :class:`Measurement` rows (rates) and :class:`Count`
+rows (renders counted from our server's log), apart from :func:`write`.
 """
 
 from __future__ import annotations
@@ -41,13 +42,44 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class Count:
+    """One setup of a render-count scenario: ``renders`` counted in our server's log(s) while it
+    answered ``requests`` requests for ``distinct`` thumbnails (for ``restart``: after the
+    restart; ``renders_before`` those of the first life). ``failed`` counts answers other than
+    200, ``inconsistent`` URLs answered with more than one body or ETag."""
+
+    scenario: str
+    setup: str
+    label: str
+    requests: int
+    distinct: int
+    renders: int
+    seconds: float
+    renders_before: int | None = None
+    failed: int = 0
+    inconsistent: int = 0
+    foreign_cpu: float = 0.0
+    notes: tuple[str, ...] = ()
+
+    @property
+    def per_distinct(self) -> float:
+        return self.renders / self.distinct if self.distinct else 0.0
+
+    @property
+    def sound(self) -> bool:
+        """Every request answered 200, with one body and ETag per URL."""
+        return not self.failed and not self.inconsistent
+
+
+@dataclass(frozen=True)
 class Memory:
-    """The memory scenario's figures for our server (bytes)."""
+    """The memory scenario's figures for our server (bytes); ``shared`` is its shared tier."""
 
     process_rss: int
     cache_bytes: int
     cache_max_bytes: int
     allowance: int
+    shared: str = ""
 
     @property
     def limit(self) -> int:
@@ -57,30 +89,45 @@ class Memory:
 @dataclass(frozen=True)
 class Goal:
     """A target of the issue: ``value`` must reach ``threshold`` (or stay under it when
-    ``at_most``); ``None`` when a subject it needs was not measured."""
+    ``at_most``, or equal it when ``exactly``); ``None`` when a subject it needs was not
+    measured. A ``threshold`` of ``None`` is a figure the issue asks to see, with no target
+    (verdict ``reported``). A goal whose measurement is not ``sound`` (failed requests,
+    differing bodies) is not met whatever its value."""
 
     text: str
     value: float | None
-    threshold: float
+    threshold: float | None
     detail: str = ""
     unit: str = "×"
     at_most: bool = False
+    exactly: bool = False
+    sound: bool = True
 
     @property
     def met(self) -> bool | None:
-        if self.value is None:
+        if self.value is None or self.threshold is None:
             return None
+        if not self.sound:
+            return False
+        if self.exactly:
+            return abs(self.value - self.threshold) < 1e-9
         return self.value <= self.threshold if self.at_most else self.value >= self.threshold
 
     @property
     def verdict(self) -> str:
+        if self.value is not None and self.threshold is None:
+            return "reported"
         return {True: "met", False: "NOT met", None: "n/a"}[self.met]
 
     @property
     def shown(self) -> str:
         if self.value is None:
             return "–"
-        return f"{self.value:.2f}×" if self.unit == "×" else f"{self.value:,.0f} {self.unit}"
+        if self.unit == "×":
+            return f"{self.value:.2f}×"
+        if self.unit == "per thumbnail":
+            return f"{self.value:.2f}"
+        return f"{self.value:,.0f} {self.unit}"
 
 
 # (scenario, subject) of ours divided by (scenario, subject) of the reference must reach
@@ -98,19 +145,67 @@ RATIO_GOALS = (
     ("revalidation ≥ 0.95× baseline", ("revalidation", "ours"), ("revalidation", "baseline"), 0.95),
     ("original ≥ 0.95× baseline", ("original", "ours"), ("original", "baseline"), 0.95),
     ("cold 2 MP ≥ 0.95× baseline", ("cold-2mp", "ours"), ("cold-2mp", "baseline"), 0.95),
+    # The shared tier (issue: "a shared-tier hit against a memory hit and against a render"):
+    # figures to see, no threshold.
+    ("shared-tier hit (disk) ÷ memory hit", ("shared-hit-disk", "ours"), ("hit", "ours"), None),
+    ("shared-tier hit (Redis) ÷ memory hit", ("shared-hit-redis", "ours"), ("hit", "ours"), None),
+    ("shared-tier hit (disk) ÷ render (cold 2 MP)", ("shared-hit-disk", "ours"), ("cold-2mp", "ours"),
+     None),
+    ("shared-tier hit (Redis) ÷ render (cold 2 MP)", ("shared-hit-redis", "ours"), ("cold-2mp", "ours"),
+     None),
+)
+
+# (text, scenario, setup, figure, target): a render count of one setup. ``per_distinct`` is
+# renders ÷ distinct thumbnails and must equal the target; ``renders`` must be at most it.
+# A target of None: reported, not judged.
+COUNT_GOALS = (
+    ("renders per distinct thumbnail, 2 workers, cache.shared none (before)",
+     "shared-renders", "none", "per_distinct", None),
+    ("renders per distinct thumbnail, 2 workers, disk tier = 1.00",
+     "shared-renders", "disk", "per_distinct", 1.0),
+    ("renders per distinct thumbnail, 2 nodes on one Redis = 1.00",
+     "shared-renders", "redis", "per_distinct", 1.0),
+    ("after a restart, renders of thumbnails served before (disk) = 0", "restart", "disk", "renders", 0),
+    ("after a restart, renders of thumbnails served before (Redis) = 0", "restart", "redis", "renders", 0),
 )
 
 
-def evaluate(rows: list[Measurement], memory: Memory | None) -> list[Goal]:
+def evaluate(rows: list[Measurement], memory: Memory | None, counts: list[Count] = ()) -> list[Goal]:
     """Every target of the issue, from one run's rows."""
     rates = {(row.scenario, row.subject): row for row in rows}
     goals = [_ratio_goal(text, rates.get(ours), rates.get(ref), threshold)
              for text, ours, ref, threshold in RATIO_GOALS]
+    found = {(count.scenario, count.setup): count for count in counts}
+    goals += [_count_goal(text, found.get((scenario, setup)), figure, target)
+              for text, scenario, setup, figure, target in COUNT_GOALS]
     goals.append(_memory_goal(memory))
     return goals
 
 
-def _ratio_goal(text: str, ours: Measurement | None, ref: Measurement | None, threshold: float) -> Goal:
+def _count_goal(text: str, count: Count | None, figure: str, target: float | None) -> Goal:
+    unit = "per thumbnail" if figure == "per_distinct" else "renders"
+    if count is None:
+        return Goal(text, None, target, "not measured", unit=unit)
+    if figure == "per_distinct":
+        value, detail = count.per_distinct, f"{count.renders} renders / {count.distinct} thumbnails " \
+                                            f"({count.requests} requests at once)"
+    else:
+        value = count.renders
+        detail = f"{count.renders} renders for {count.distinct} thumbnails served before the restart"
+        if count.renders_before is not None:
+            detail += f" (first life: {count.renders_before} renders)"
+    if count.failed:
+        detail += f" (**{count.failed} of {count.requests} requests failed**)"
+    if count.inconsistent:
+        detail += f" (**{count.inconsistent} URLs answered with differing bytes or ETags**)"
+    if count.foreign_cpu > FOREIGN_CPU_NOTE:
+        detail += " (disturbed by other processes)"
+    return Goal(text, value, target, detail, unit=unit, exactly=figure == "per_distinct",
+                at_most=figure == "renders", sound=count.sound)
+
+
+def _ratio_goal(text: str, ours: Measurement | None, ref: Measurement | None,
+                threshold: float | None) -> Goal:
     if ours is None or ref is None or not ref.rate:
         return Goal(text, None, threshold, "not measured")
     detail = f"{ours.rate:,.0f} / {ref.rate:,.0f} req/s"
@@ -125,7 +220,8 @@ def _memory_goal(memory: Memory | None) -> Goal:
     text = "peak RSS per worker ≤ cache.max_bytes + 150 MB"
     if memory is None:
         return Goal(text, None, 0, "not measured", unit="MB", at_most=True)
-    detail = (f"limit {memory.limit / MB:,.0f} MB; peak RSS − cache bytes = "
+    shared = f"cache.shared {memory.shared}; " if memory.shared else ""
+    detail = (f"{shared}limit {memory.limit / MB:,.0f} MB; peak RSS − cache bytes = "
               f"{(memory.process_rss - memory.cache_bytes) / MB:,.0f} MB "
               f"({memory.cache_bytes / MB:.1f} MB cached of max_bytes {memory.cache_max_bytes / MB:.1f} MB)")
     return Goal(text, memory.process_rss / MB, memory.limit / MB, detail, unit="MB", at_most=True)
@@ -142,10 +238,11 @@ class Report:
     rows: list[Measurement] = field(default_factory=list)
     memory: Memory | None = None
     skips: list[str] = field(default_factory=list)
+    counts: list[Count] = field(default_factory=list)
 
     @property
     def goals(self) -> list[Goal]:
-        return evaluate(self.rows, self.memory)
+        return evaluate(self.rows, self.memory, self.counts)
 
     def markdown(self) -> str:
         parts = [
@@ -153,6 +250,10 @@ class Report:
             _bullets(self.machine | self.settings),
             "## Measurements\n",
             _table(self.rows, self.titles),
+        ]
+        if self.counts:
+            parts += ["## Render counts\n", _count_table(self.counts, self.titles)]
+        parts += [
             "## Targets\n",
             _goal_table(self.goals),
         ]
@@ -167,6 +268,7 @@ class Report:
             "settings": self.settings,
             "versions": self.versions,
             "rows": [asdict(row) for row in self.rows],
+            "counts": [asdict(count) | {"per_distinct": count.per_distinct} for count in self.counts],
             "memory": asdict(self.memory) if self.memory else None,
             "goals": [asdict(goal) | {"met": goal.met} for goal in self.goals],
             "skips": self.skips,
@@ -196,6 +298,27 @@ def _table(rows: list[Measurement], titles: dict[str, str]) -> str:
             f"| {titles.get(row.scenario, row.scenario)} | {row.label} | {row.concurrency} "
             f"| {row.rate:,.1f} | {row.p50_ms:.2f} | {row.p99_ms:.2f} "
             f"| {row.peak_rss / MB:.0f} | {'; '.join(_row_notes(row))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _count_table(counts: list[Count], titles: dict[str, str]) -> str:
+    lines = [
+        "| scenario | setup | requests | distinct | renders | renders/distinct | s | notes |",
+        "|---|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for count in counts:
+        notes = list(count.notes)
+        if count.failed:
+            notes.insert(0, f"**{count.failed} of {count.requests} requests failed**")
+        if count.inconsistent:
+            notes.insert(0, f"**{count.inconsistent} URLs answered with differing bytes or ETags**")
+        if count.foreign_cpu > FOREIGN_CPU_NOTE:
+            notes.append(f"other processes used {count.foreign_cpu:.0%} of the CPU meanwhile")
+        lines.append(
+            f"| {titles.get(count.scenario, count.scenario)} | {count.label} | {count.requests} "
+            f"| {count.distinct} | {count.renders} | {count.per_distinct:.2f} | {count.seconds:.2f} "
+            f"| {'; '.join(notes)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -5,6 +5,9 @@
 Builds (or reuses) the corpus, installs what the peers need, runs every scenario against every
 subject it lists with a fresh process each time, then prints the report and writes it to
 ``bench/results/`` (``latest`` for a full run, ``quick`` or ``partial`` otherwise).
+
+The render-count scenarios (``shared-renders``, ``restart``) run our server alone, once per
+setup of theirs, and count renders in its log instead of measuring a rate.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ import os
 import shutil
 import sys
 import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import tools
 from corpus import describe, ensure_corpus
+from counts import burst, renders_in, summarize
 from load import LoadFailed, Target, probe, run_wrk
 from machine import ForeignLoad, cpu_busy_share, describe_machine
 from memory import RssSampler
@@ -28,20 +35,25 @@ from peers import (
     InProcess,
     OurServer,
     TargetBroken,
+    TierUnavailable,
     build_subjects,
 )
 from process import StartFailed
 from render_loop import UNBOUNDED, PillowRender
-from report import Measurement, Memory, Report, write
+from report import Count, Measurement, Memory, Report, write
 from scenarios import (
+    BURST_DISTINCT,
     DEFAULT_CACHE_BYTES,
     FULL,
     MEMORY_ALLOWANCE_BYTES,
     MEMORY_CACHE_BYTES,
+    MEMORY_OFF_BYTES,
     MIB,
     QUICK,
+    RESTART_THUMBNAILS,
     SCENARIOS,
     Scenario,
+    Setup,
     Timing,
     select,
 )
@@ -99,6 +111,9 @@ class Runner:
             self.report.settings["thumb.jpg (static peers)"] = self._prepare_static()
         for scenario in self.scenarios:
             print(f"\n== {scenario.title}", flush=True)
+            if scenario.count:
+                self._count(scenario)
+                continue
             for name in scenario.subjects:
                 if name in self.subjects:
                     self._measure(self.subjects[name], scenario)
@@ -119,6 +134,11 @@ class Runner:
             except tools.Unavailable as error:
                 self._skip(subject.label, str(error))
                 del self.subjects[name]
+        if "ours" in self.subjects and any(s.needs_redis for s in self.scenarios):
+            try:  # the Redis rows skip one by one if it is missing; the others run
+                debian.ensure("redis-server")
+            except tools.Unavailable as error:
+                self._skip("redis-server (the Redis rows)", str(error))
 
     def _check_idle(self) -> None:
         """Record how busy the machine was before the first scenario; warn when others load it."""
@@ -156,7 +176,7 @@ class Runner:
             self._skip(subject.label, f"did not start: {error}")
             del self.subjects[subject.name]
             return
-        except (TargetBroken, LoadFailed) as error:
+        except (TargetBroken, LoadFailed, TierUnavailable) as error:
             self._skip(f"{subject.label} in {scenario.key}", str(error))
             return
         self.report.rows.append(row)
@@ -170,10 +190,13 @@ class Runner:
             warmup, measured = _split(subject.target(scenario, running.base_url))
             run_wrk(running.base_url, warmup, concurrency=scenario.concurrency,
                     seconds=self.env.timing.warmup)
+            logged = renders_in(running.log) if running.log else 0
             with RssSampler(running.pid) as rss, ForeignLoad() as foreign:
                 result = run_wrk(running.base_url, measured, concurrency=scenario.concurrency,
                                  seconds=seconds)
-            notes = self._server_notes(subject, scenario, running.base_url, rss.peak.process)
+            renders = renders_in(running.log) - logged if running.log else None
+            notes = self._server_notes(subject, scenario, running.base_url, rss.peak.process,
+                                       renders)
         return Measurement(
             scenario=scenario.key, subject=subject.name, label=subject.label,
             concurrency=scenario.concurrency, rate=result.rate, p50_ms=result.p50_ms,
@@ -183,21 +206,124 @@ class Runner:
         )
 
     def _server_notes(self, subject: HttpSubject, scenario: Scenario, base_url: str,
-                      process_rss: int) -> tuple[str, ...]:
-        """Our server's own counters: cache hits in a cold run, the memory scenario's figures."""
+                      process_rss: int, renders: int | None) -> tuple[str, ...]:
+        """Our server's own counters: cache hits in a cold run, renders in a cached one, the
+        shared-hit and memory scenarios' figures. /healthz answers from one worker process."""
         if not isinstance(subject, OurServer):
             return ()
-        cache = OurServer.stats(base_url).get("cache", {})
+        stats = OurServer.stats(base_url)
+        cache, shared = stats.get("cache", {}), stats.get("shared", {})
         notes = []
         if scenario.cold and cache.get("hits"):
             notes.append(f"{cache['hits']} cache hits in a cold run")
+        if scenario.memory_bytes == MEMORY_OFF_BYTES:  # the shared-hit scenarios
+            notes.append(f"memory tier off (cache.max_bytes {MEMORY_OFF_BYTES}): one worker's "
+                         f"/healthz shows {cache.get('hits', 0)} memory hits, "
+                         f"{shared.get('hits', 0)} {shared.get('kind', '?')} hits")
+        memory_off = scenario.memory_bytes == MEMORY_OFF_BYTES
+        if not scenario.cold and renders is not None and (renders or memory_off):
+            notes.append(f"{renders} renders during the run")
         if scenario.key == "memory":
             self.report.memory = Memory(
                 process_rss=process_rss, cache_bytes=cache.get("bytes", 0),
                 cache_max_bytes=subject.cache_bytes(scenario), allowance=MEMORY_ALLOWANCE_BYTES,
+                shared=shared.get("kind", ""),
             )
-            notes.append(f"{cache.get('bytes', 0) / 1e6:.1f} MB in cache at the end")
+            notes.append(f"{cache.get('bytes', 0) / 1e6:.1f} MB in cache at the end; "
+                         f"shared tier {shared.get('kind', '?')}")
         return tuple(notes)
+
+    def _count(self, scenario: Scenario) -> None:
+        """A render-count scenario: one :class:`Count` per setup, our server alone."""
+        ours = self.subjects.get("ours")
+        if not isinstance(ours, OurServer):
+            return
+        for setup in scenario.setups:
+            try:
+                with ForeignLoad() as foreign:
+                    if scenario.count == "burst":
+                        count = self._burst_count(ours, scenario, setup)
+                    else:
+                        count = self._restart_count(ours, scenario, setup)
+            except (StartFailed, TierUnavailable) as error:
+                self._skip(f"{ours.label} in {scenario.key} ({setup.name})", str(error))
+                continue
+            count = replace(count, foreign_cpu=foreign.foreign)
+            self.report.counts.append(count)
+            bad = f", {count.failed} FAILED" if count.failed else ""
+            bad += f", {count.inconsistent} URLs INCONSISTENT" if count.inconsistent else ""
+            print(f"   {setup.label:40} {count.renders:4} renders / {count.distinct} thumbnails "
+                  f"= {count.per_distinct:.2f}  ({count.requests} requests, "
+                  f"{count.seconds:.2f} s){bad}", flush=True)
+
+    def _burst_count(self, ours: OurServer, scenario: Scenario, setup: Setup) -> Count:
+        """``scenario.concurrency`` requests at once over ``BURST_DISTINCT`` thumbnails, each on
+        a fresh connection and spread over the setup's nodes; renders counted in their logs."""
+        paths = ours.thumbnail_paths(scenario, BURST_DISTINCT)
+        tag = f"{scenario.key}-{setup.name}"
+        with ExitStack() as stack:
+            redis_url = _redis_for(stack, ours, setup, tag)
+            nodes = [stack.enter_context(ours.node(
+                scenario, tag=f"{tag}-node{n}", shared=setup.shared, workers=setup.workers,
+                redis_url=redis_url, disk_path=self.env.workdir / f"results-ours-{tag}",
+            )) for n in range(setup.nodes)]
+            logs = [node.log for node in nodes if node.log]
+            logged = renders_in(*logs)
+            # Request n asks for thumbnail n mod D on node (n div D) mod nodes: every thumbnail
+            # is asked for of every node, several times, all at once.
+            urls = [nodes[(n // len(paths)) % len(nodes)].base_url + paths[n % len(paths)]
+                    for n in range(scenario.concurrency)]
+            started = time.monotonic()
+            answers = burst(urls, timeout=scenario.seconds(self.env.timing))
+            elapsed = time.monotonic() - started
+            renders = renders_in(*logs) - logged
+        summary = summarize(answers)
+        notes = [f"{setup.nodes} node(s) × {setup.workers or self.env.workers} worker(s), "
+                 f"cache.shared {setup.shared}"]
+        if summary.first_error:
+            notes.append(f"first failure: {summary.first_error}")
+        return Count(
+            scenario=scenario.key, setup=setup.name, label=setup.label, requests=summary.requests,
+            distinct=len(paths), renders=renders, seconds=elapsed, failed=summary.failed,
+            inconsistent=summary.inconsistent, notes=tuple(notes),
+        )
+
+    def _restart_count(self, ours: OurServer, scenario: Scenario, setup: Setup) -> Count:
+        """Serve ``RESTART_THUMBNAILS`` thumbnails, stop the server, start a new one on the same
+        disk folder (and Redis), ask for them again: the renders of the second life."""
+        paths = ours.thumbnail_paths(scenario, RESTART_THUMBNAILS)
+        tag = f"{scenario.key}-{setup.name}"
+        seconds = scenario.seconds(self.env.timing)
+        lives = []
+        with ExitStack() as stack:
+            redis_url = _redis_for(stack, ours, setup, tag)
+            for life in ("before", "after"):
+                with ours.node(scenario, tag=f"{tag}-{life}", shared=setup.shared,
+                               workers=setup.workers, redis_url=redis_url,
+                               disk_path=self.env.workdir / f"results-ours-{tag}") as node:
+                    started = time.monotonic()
+                    answers = burst([node.base_url + path for path in paths], timeout=seconds)
+                    elapsed = time.monotonic() - started
+                    lives.append((answers, renders_in(node.log), elapsed))
+        (before, renders_before, _), (after, renders, elapsed) = lives
+        first, second = summarize(before), summarize(after)
+        # The same thumbnail must come back with the same bytes and ETag after the restart.
+        changed = sum(1 for old, new in zip(before, after) if old.status == new.status == 200
+                      and (old.etag, old.digest) != (new.etag, new.digest))
+        notes = [f"{setup.workers or self.env.workers} worker(s), cache.shared {setup.shared}; "
+                 f"first life: {renders_before} renders"]
+        if first.failed:
+            notes.append(f"first life: {first.failed} of {first.requests} requests failed")
+        if changed:
+            notes.append(f"{changed} thumbnails came back with other bytes or ETag")
+        if first.first_error or second.first_error:
+            notes.append(f"first failure: {first.first_error or second.first_error}")
+        return Count(
+            scenario=scenario.key, setup=setup.name, label=setup.label, requests=second.requests,
+            distinct=len(paths), renders=renders, seconds=elapsed, renders_before=renders_before,
+            failed=first.failed + second.failed,
+            inconsistent=first.inconsistent + second.inconsistent + changed, notes=tuple(notes),
+        )
 
     def _measure_in_process(self, subject: InProcess, scenario: Scenario) -> Measurement:
         with ForeignLoad() as foreign:
@@ -215,12 +341,19 @@ class Runner:
         versions = {s.label: s.version() for s in self.subjects.values()}
         if any(isinstance(s, HttpSubject) for s in self.subjects.values()):
             versions["wrk"] = tools.version_of(["wrk", "-v"])
+        if any(scenario.needs_redis for scenario in self.scenarios):
+            versions["redis-server"] = tools.version_of(["redis-server", "--version"])
         return versions
 
     def _skip(self, what: str, reason: str) -> None:
         line = f"skip: {what} — {reason}"
         print(line, flush=True)
         self.report.skips.append(line)
+
+
+def _redis_for(stack: ExitStack, ours: OurServer, setup: Setup, tag: str) -> str | None:
+    """A Redis of the row's own on ``stack`` when ``setup`` uses one: its URL (else None)."""
+    return stack.enter_context(ours.redis(f"ours-{tag}")) if setup.shared == "redis" else None
 
 
 def _fetch_hit_thumbnail(ours: OurServer) -> bytes | None:
@@ -266,7 +399,11 @@ def _settings(env: Environment) -> dict[str, str]:
         "load": "wrk, 1 thread, keep-alive, 127.0.0.1; a fresh server process per row",
         "our server": f"{env.workers} uvicorn worker(s), limits.render_workers {env.nproc}, "
                       f"cache.max_bytes {DEFAULT_CACHE_BYTES // MIB} MiB "
-                      f"(memory scenario: {MEMORY_CACHE_BYTES // MIB} MiB)",
+                      f"(memory scenario: {MEMORY_CACHE_BYTES // MIB} MiB; shared-hit scenarios: "
+                      f"{MEMORY_OFF_BYTES} byte, memory tier off)",
+        "our shared tier": "cache.shared disk unless a scenario says otherwise, in a fresh folder "
+                           "of the run's scratch directory per row; Redis: a redis-server the run "
+                           "starts on 127.0.0.1 per row (no persistence), stopped after it",
         "Starlette ceiling": f"{env.workers} uvicorn worker(s), bytes from memory",
         "nginx": f"worker_processes {env.nproc}, sendfile, access_log off",
         "thumbor": f"file loader, no storage, ENGINE_THREADPOOL_SIZE {env.nproc}, "

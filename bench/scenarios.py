@@ -3,6 +3,11 @@
 A scenario fixes the work (which source, which box, cold or cached) and the load (concurrency,
 duration); the subjects it lists are measured one after the other under the same conditions.
 Which URL a subject is sent for a scenario is the subject's business (``peers.py``).
+
+Most scenarios are rates measured with wrk. The render-count scenarios (``count`` set) measure
+no rate: they start our server in each of their :class:`Setup` s, send it a burst of requests
+and count the renders its log shows (``shared-renders``), or serve thumbnails, restart it on the
+same shared tier and count the renders of the second life (``restart``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,14 @@ DEFAULT_CACHE_BYTES = 256 * MIB  # our server's cache.max_bytes everywhere but t
 # renders fill it, so "peak RSS minus the cache" subtracts a known, full budget.
 MEMORY_CACHE_BYTES = 8 * MIB
 MEMORY_ALLOWANCE_BYTES = 150 * 1000 * 1000  # the target: RSS <= cache.max_bytes + 150 MB
+# cache.max_bytes of the shared-hit scenarios: every entry is larger, so the memory tier keeps
+# nothing and every request is answered from the (warm) shared tier.
+MEMORY_OFF_BYTES = 1
+# The burst of shared-renders: this many requests at once, each on a fresh connection, over
+# BURST_DISTINCT distinct thumbnails of the 2 MP source (each asked for 6 times at once).
+BURST_REQUESTS = 120
+BURST_DISTINCT = 20
+RESTART_THUMBNAILS = 20  # thumbnails served before the restart and asked for again after it
 
 
 @dataclass(frozen=True)
@@ -31,11 +44,27 @@ QUICK = Timing(seconds=3, warmup=1, memory_seconds=5)
 
 
 @dataclass(frozen=True)
+class Setup:
+    """How a render-count row runs our server: ``cache.shared``, worker processes per node
+    (``None``: the run's ``--workers``) and how many nodes (servers) share the tier."""
+
+    name: str
+    label: str
+    shared: str
+    workers: int | None = None
+    nodes: int = 1
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One row group of the report.
 
-    ``source`` names the corpus folder of distinct names for cold scenarios (``None``
-    otherwise) and ``box`` the thumbnail box (``None`` side = free).
+    ``source`` names the corpus folder of distinct names (``None`` for cached scenarios) and
+    ``box`` the thumbnail box (``None`` side = free). ``sends`` names what a cached scenario
+    requests (``hit``, ``revalidation``, ``original``; default: its key). ``shared`` and
+    ``memory_bytes`` set our server's ``cache.shared`` and ``cache.max_bytes`` (``None``: the
+    default budget). ``count`` makes it a render-count scenario (``burst`` or ``restart``), run
+    once in each of its ``setups``; ``concurrency`` is then the requests sent at once.
     """
 
     key: str
@@ -44,12 +73,28 @@ class Scenario:
     subjects: tuple[str, ...]
     source: str | None = None
     box: tuple[int, int | None] = (320, None)
+    sends: str = ""
+    shared: str = "disk"
+    memory_bytes: int | None = None
+    count: str | None = None
+    setups: tuple[Setup, ...] = ()
 
     @property
     def cold(self) -> bool:
-        return self.source is not None
+        """A wrk run over distinct names (a render-count scenario's source is not loaded by wrk)."""
+        return self.source is not None and self.count is None
+
+    @property
+    def request(self) -> str:
+        """What a cached scenario asks for: ``hit``, ``revalidation`` or ``original``."""
+        return self.sends or self.key
+
+    @property
+    def needs_redis(self) -> bool:
+        return self.shared == "redis" or any(setup.shared == "redis" for setup in self.setups)
 
     def seconds(self, timing: Timing) -> float:
+        """Seconds of measured load; for a render-count scenario, the bound on each burst."""
         return timing.memory_seconds if self.key == "memory" else timing.seconds
 
 
@@ -62,8 +107,25 @@ SCENARIOS = (
              ("ours", "baseline", "thumbor", "nginx", "starlette")),
     Scenario("revalidation", "If-None-Match → 304", 32, ("ours", "baseline", "nginx", "starlette")),
     Scenario("original", "original, 2 MB JPEG", 32, ("ours", "baseline", "nginx", "starlette")),
+    Scenario("shared-renders", f"renders per thumbnail: {BURST_REQUESTS} requests at once "
+             f"for {BURST_DISTINCT} 2 MP → 512x512", BURST_REQUESTS, ("ours",),
+             source="2mp", box=(512, 512), count="burst", setups=(
+                 Setup("none", "2 workers, cache.shared none (before)", "none", workers=2),
+                 Setup("disk", "2 workers, disk tier", "disk", workers=2),
+                 Setup("redis", "2 nodes × 1 worker, one Redis", "redis", workers=1, nodes=2),
+             )),
+    Scenario("shared-hit-disk", "shared-tier hit (disk), memory tier off", 32, ("ours",),
+             sends="hit", shared="disk", memory_bytes=MEMORY_OFF_BYTES),
+    Scenario("shared-hit-redis", "shared-tier hit (Redis), memory tier off", 32, ("ours",),
+             sends="hit", shared="redis", memory_bytes=MEMORY_OFF_BYTES),
+    Scenario("restart", f"restart: {RESTART_THUMBNAILS} thumbnails served, server restarted, "
+             "asked for again", RESTART_THUMBNAILS, ("ours",),
+             source="2mp", box=(512, 512), count="restart", setups=(
+                 Setup("disk", "disk tier, same folder", "disk"),
+                 Setup("redis", "Redis, same redis-server", "redis"),
+             )),
     Scenario("memory", "memory: cold 24 MP → 320 px, conc 8", 8,
-             ("ours",), source="24mp", box=(320, None)),
+             ("ours",), source="24mp", box=(320, None), memory_bytes=MEMORY_CACHE_BYTES),
 )
 
 
