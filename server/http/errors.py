@@ -6,7 +6,8 @@
     ├── thumbnails.BadSignature           403    the URL classifier: unsigned or badly signed
     ├── imaging.ImageError                422    server.imaging: the source cannot become a thumbnail
     │   ├── UndecodableImage                     corrupt, truncated, not an image, refused decoder
-    │   └── SourceTooLarge                       over limits.max_source_bytes / max_source_pixels
+    │   ├── SourceTooLarge                       over limits.max_source_bytes / max_source_pixels
+    │   └── (RenderCrashed)                      server.thumbnails.pool: a render process died
     ├── thumbnails.RenderUnavailable      503    server.thumbnails.pool: queue full, deadline passed
     ├── storage.SourceChanged             503    the original kept changing while it was read
     ├── conditional.RangeNotSatisfiable   416    server.http.conditional.parse_range

@@ -5,7 +5,7 @@ deadline and a memory budget.
                         most `queue` waiting; a render past its deadline has its process killed
     announce_peak(n)    called by a job in a render process before it decodes: waits until the
                         job's peak memory fits the pool's budget
-    RenderUnavailable   503: queue full, deadline passed, no render process could be started
+    RenderUnavailable   503: queue full, deadline passed, shutting down
     RenderCrashed       422: the render's process died (a decoder crashed, or ran out of memory)
 
 Why processes rather than threads: a thread cannot be stopped, so a render past its deadline kept
@@ -16,11 +16,12 @@ same user as the server.
 
 A render process is forked by multiprocessing's fork server (never by the server itself, which has
 threads and an event loop) with the modules in `preload` already imported: a fresh one costs a
-few milliseconds. It caps its own address space (RLIMIT_AS), runs at a lower priority so that
-the event loop wins the CPU under load, and ignores SIGINT and SIGTERM: the pool's `shutdown`
-stops it, once uvicorn has let the requests in flight finish. It exits by itself when the pool's
-end of its socket closes (the server is gone), and, should the server hang or die mid-render,
-when a job outlives the deadline by `ALARM_MARGIN_S` (SIGALRM).
+few milliseconds. It caps its own address space (RLIMIT_AS) and runs at a lower priority, so
+that the event loop wins the CPU under load. The pool's `shutdown` kills it; a SIGTERM or SIGINT
+(sent to the whole process group while uvicorn lets the requests in flight finish) ends it once
+the job in hand is answered. It exits by itself when the pool's end of its socket closes (the
+server is gone), and, should the server hang or die mid-render, when a job outlives the
+deadline by `ALARM_MARGIN_S` (SIGALRM).
 
 One job at a time crosses a process's socket, each message a pickle behind an 8-byte length:
 
@@ -40,6 +41,7 @@ import multiprocessing
 import os
 import pickle
 import resource
+import select
 import signal
 import socket
 import struct
@@ -60,6 +62,9 @@ logger = logging.getLogger("thumbserver")
 ALARM_MARGIN_S = 5.0
 
 _LENGTH = struct.Struct("!Q")
+# A render process that has not said it is ready after this long is given up (the first one
+# waits for the fork server to start and import `preload`).
+_START_TIMEOUT_S = 60.0
 # The exit status of a render process whose job raised MemoryError (its address space is spent).
 _OUT_OF_MEMORY = 3
 
@@ -92,8 +97,9 @@ class RenderPool:
     (`announce_peak`) and waits until it fits; a job whose peak alone exceeds the budget raises
     `SourceTooLarge`. `process_memory_bytes` caps each render process's address space (0: no
     cap); a render that outgrows it raises `RenderCrashed`, as does one whose process dies.
-    `preload`: modules the fork server imports once, so render processes start warm. `nice`: how
-    far below the server a render process runs.
+    `preload`: modules the fork server imports once, so render processes start warm (there is one
+    fork server per server process: the first pool to start it decides). `nice`: how far below
+    the server's priority a render process runs.
 
     The processes start with the pool: a pool that cannot start them raises RuntimeError, so a
     server that cannot isolate its renders does not start. Call `shutdown` to stop them.
@@ -121,7 +127,7 @@ class RenderPool:
         self._idle: asyncio.Queue[_RenderProcess] = asyncio.Queue()
         self._processes: set[_RenderProcess] = set()  # every process not yet killed
         self._starting = threading.Lock()  # processes start in threads; one at a time
-        self._tasks: set[asyncio.Task[None]] = set()  # replacements and reapers under way
+        self._tasks: set[asyncio.Task[None]] = set()  # replacements being started
         self._closed = False
         self._start_failed = False
         self.in_flight = 0
@@ -137,8 +143,12 @@ class RenderPool:
         attributes). `function` and `args` must pickle (a module-level function, plain data).
 
         Raises `RenderUnavailable` when `queue` renders already wait, when the render is not done
-        `timeout_s` after this call, or at shutdown; `RenderCrashed` when its process died.
+        `timeout_s` after this call (waiting for a process, for the memory budget or for the
+        render itself; also while no render process can be started), or at shutdown;
+        `RenderCrashed` when its process died.
         """
+        if self._closed:
+            raise RenderUnavailable("The server is shutting down; try again shortly", retry_after=1)
         if self.in_flight >= self._capacity:
             raise RenderUnavailable("Too many renders waiting; try again shortly", retry_after=1)
         self.in_flight += 1
@@ -153,10 +163,11 @@ class RenderPool:
             self.in_flight -= 1
 
     async def _run_in_process(self, function: Callable[..., T], args: tuple[object, ...]) -> T:
+        job = _pickled(("job", function, args))  # a job that does not pickle fails here, in no process
         process = await self._take()
         reserved = 0
         try:
-            await process.send(("job", function, args))
+            await process.send_pickled(job)
             kind, value = await process.receive()
             if kind == "peak":
                 if value > self._budget.total:
@@ -168,15 +179,24 @@ class RenderPool:
                     reserved = await self._budget.acquire(value)
                     await process.send(("go",))
                 kind, value = await process.receive()
-        except BaseException as error:
-            # Cancelled (the deadline, shutdown) or the process died: either way the process is
-            # in an unknown state, and only a new one is sure to be ready for the next job.
-            died = isinstance(error, (EOFError, OSError))
-            self._replace(process, died=died and not self._closed)
-            if self._closed and not isinstance(error, asyncio.CancelledError):
+        except (EOFError, OSError) as error:
+            # The process has gone: its exit status says whether it crashed or was told to stop.
+            self._drop(process)
+            try:
+                status = await process.ended(timeout=1.0)
+            finally:
+                process.kill()
+                process.close()
+            if self._closed or status == 0:
                 raise RenderUnavailable("The server is shutting down; try again shortly", retry_after=1) from None
-            if died:
-                raise RenderCrashed(f"render process {process.pid} died: {error!r}") from None
+            logger.warning("render process %d died (%s); another takes its place", process.pid, _describe(status))
+            raise RenderCrashed(f"render process {process.pid} died ({_describe(status)}): {error!r}") from None
+        except BaseException:
+            # Cancelled (the deadline, a request given up), or an answer that does not unpickle:
+            # the process is busy or in an unknown state, and only a new one is sure to be ready.
+            self._drop(process)
+            process.kill()
+            process.close()
             raise
         finally:
             if reserved:
@@ -192,21 +212,16 @@ class RenderPool:
             process = await self._idle.get()
             if process.alive():
                 return process
-            self._replace(process, died=True)  # killed from outside while idle
+            self._drop(process)  # ended while idle (killed from outside)
+            process.close()
 
-    def _replace(self, process: _RenderProcess, *, died: bool) -> None:
-        """Kill `process` and start another in its place, in the background."""
-        process.kill()
-        process.close()
+    def _drop(self, process: _RenderProcess) -> None:
+        """Forget `process` and start another in its place, in the background."""
         self._processes.discard(process)
-        self._spawn(self._reap(process, died=died))
         if not self._closed:
-            self._spawn(self._start_replacement())
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            task = asyncio.get_running_loop().create_task(self._start_replacement())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _start_replacement(self) -> None:
         delay = 0.1
@@ -234,11 +249,6 @@ class RenderPool:
             process = _RenderProcess(self._context, self._options)
             self._processes.add(process)
             return process
-
-    async def _reap(self, process: _RenderProcess, *, died: bool) -> None:
-        status = await process.ended()
-        if died:
-            logger.warning("render process %d died (%s); another takes its place", process.pid, _describe(status))
 
     def shutdown(self) -> None:
         """Kill every render process and wait (briefly) until they are gone. Renders in flight
@@ -320,15 +330,31 @@ class _RenderProcess:
             raise
         finally:
             theirs.close()
-        ours.setblocking(False)
         self._socket = ours
         self.pid: int = self._process.pid
+        try:
+            # Blocking: a process starts in the pool's constructor or in a thread, never on the loop.
+            ours.settimeout(_START_TIMEOUT_S)
+            ready = _receive_blocking(ours)
+            if ready is None or pickle.loads(ready) != ("ready",):
+                raise RuntimeError(f"render process {self.pid} ended before it was ready")
+        except BaseException:
+            self.kill()
+            ours.close()
+            raise
+        ours.setblocking(False)
 
     def alive(self) -> bool:
-        return self._process.is_alive()
+        # The sentinel is ready once the process has ended (cheaper than is_alive's selector;
+        # poll, not select: a busy server's descriptors go past select's 1024).
+        poller = select.poll()
+        poller.register(self._process.sentinel, select.POLLIN)
+        return not poller.poll(0)
 
     async def send(self, message: tuple[Any, ...]) -> None:
-        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        await self.send_pickled(_pickled(message))
+
+    async def send_pickled(self, payload: bytes) -> None:
         await asyncio.get_running_loop().sock_sendall(self._socket, _LENGTH.pack(len(payload)) + payload)
 
     async def receive(self) -> tuple[Any, ...]:
@@ -375,9 +401,31 @@ class _RenderProcess:
         return self._process.exitcode
 
 
+def _pickled(message: tuple[Any, ...]) -> bytes:
+    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _receive_blocking(sock: socket.socket) -> bytes | None:
+    """The next message on a blocking socket, still pickled; None at end of file."""
+    header = _receive_exactly(sock, _LENGTH.size)
+    return None if header is None else _receive_exactly(sock, _LENGTH.unpack(header)[0])
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytes | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = sock.recv_into(view[received:])
+        if not count:
+            return None
+        received += count
+    return bytes(buffer)
+
+
 def _describe(status: int | None) -> str:
     if status is None:
-        return "still running after SIGKILL"
+        return "no exit status yet"
     if status < 0:
         return f"signal {signal.Signals(-status).name}"
     if status == _OUT_OF_MEMORY:
@@ -393,32 +441,27 @@ class _Channel:
 
     def __init__(self, sock: socket.socket) -> None:
         self._socket = sock
+        self.busy = False  # in a job
         self.announced = False  # announce_peak was called in this job
+        self.stopping = False  # told to stop while in a job: stop after it
+
+    def stop(self, signum: int, frame: object) -> None:
+        """SIGTERM or SIGINT: stop now when idle, else once the job in hand is answered."""
+        if not self.busy:
+            raise SystemExit(0)
+        self.stopping = True
 
     def receive(self) -> bytes | None:
         """The next message, still pickled; None when the pool has closed its end."""
-        header = self._receive_exactly(_LENGTH.size)
-        return None if header is None else self._receive_exactly(_LENGTH.unpack(header)[0])
-
-    def _receive_exactly(self, size: int) -> bytes | None:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        received = 0
-        while received < size:
-            count = self._socket.recv_into(view[received:])
-            if not count:
-                return None
-            received += count
-        return bytes(buffer)
+        return _receive_blocking(self._socket)
 
     def send(self, message: tuple[Any, ...]) -> None:
         try:
-            payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            payload = _pickled(message)
         except MemoryError:
             raise
         except Exception as error:  # an exception or a result that does not pickle
-            failure = RuntimeError(f"a render's {message[0]} answer does not pickle: {error!r}")
-            payload = pickle.dumps(("raised", failure), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = _pickled(("raised", RuntimeError(f"the render's answer ({message[0]}) does not pickle: {error!r}")))
         self._socket.sendall(_LENGTH.pack(len(payload)) + payload)
 
     def ask_for(self, n_bytes: int) -> None:
@@ -450,19 +493,21 @@ def announce_peak(n_bytes: int) -> None:
 
 
 def _serve(sock: socket.socket, options: _ProcessOptions) -> None:
-    """The main loop of a render process: run jobs until the pool closes its end."""
+    """The main loop of a render process: run jobs until the pool closes its end or a SIGTERM
+    comes. Exit status 0 means it was told to stop; anything else is a crash."""
     global _channel
-    # The server stops its render processes itself, after its requests in flight have finished:
-    # a SIGTERM or Ctrl-C sent to the whole process group must not cut their renders short.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    channel = _channel = _Channel(sock)
+    # A SIGTERM or Ctrl-C sent to the whole process group (systemd, a terminal) while the server
+    # drains its requests must not cut a render short: the job in hand is finished first.
+    signal.signal(signal.SIGINT, channel.stop)
+    signal.signal(signal.SIGTERM, channel.stop)
     _cap_address_space(options.address_space_bytes)
     if options.nice:
         os.nice(options.nice)
-    channel = _channel = _Channel(sock)
     try:
-        while (message := channel.receive()) is not None:
-            channel.announced = False
+        channel.send(("ready",))
+        while not channel.stopping and (message := channel.receive()) is not None:
+            channel.busy, channel.announced = True, False
             signal.setitimer(signal.ITIMER_REAL, options.alarm_s)  # SIGALRM's default: the process ends
             try:
                 _, function, args = pickle.loads(message)
@@ -474,6 +519,7 @@ def _serve(sock: socket.socket, options: _ProcessOptions) -> None:
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             channel.send(reply)
+            channel.busy = False
     except MemoryError:
         os._exit(_OUT_OF_MEMORY)
     except OSError:

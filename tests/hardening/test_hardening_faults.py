@@ -3,6 +3,7 @@ the image root vanishing and coming back, and SIGTERM in the middle of requests.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import random
@@ -49,6 +50,50 @@ async def _cache_entries(http: httpx.AsyncClient) -> int:
     return (await http.get("/healthz")).json()["cache"]["entries"]
 
 
+class _PatchedInRenders(storage.files.FileStore):
+    """A FileStore whose `read` runs with `storage.files.<name>` replaced by `replacement(real, ...)`.
+
+    Thumbnails' sources are read in the render processes, which a monkeypatch in the test's
+    process does not reach: the store carries the patch there (it pickles, as `replacement` must).
+    """
+
+    def __init__(self, store: storage.files.FileStore, name: str, replacement) -> None:
+        super().__init__(store.root, store.extensions)
+        self._name, self._replacement = name, replacement
+
+    def read(self, source, *, max_bytes: int) -> bytes:
+        real = getattr(storage.files, self._name)
+        setattr(storage.files, self._name, functools.partial(self._replacement, real))
+        try:
+            return super().read(source, max_bytes=max_bytes)
+        finally:
+            setattr(storage.files, self._name, real)
+
+
+def _patch_renders(http, name: str, replacement) -> None:
+    service = http.app.state.thumbnails
+    service.originals = _PatchedInRenders(service.originals, name, replacement)
+
+
+class _Count:
+    """A count that every process sees: one byte in a file per `append`."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def append(self, _: object) -> None:
+        with open(self._path, "ab") as file:
+            file.write(b".")
+
+    def __len__(self) -> int:
+        return self._path.stat().st_size if self._path.exists() else 0
+
+
+def _delete_first(real, source, **options):
+    os.unlink(source.path)
+    return real(source, **options)
+
+
 class TestDeletedBetweenStatAndOpen:
     """A file deleted after `resolve` and before it is opened is a plain 404, and nothing is cached."""
 
@@ -68,16 +113,10 @@ class TestDeletedBetweenStatAndOpen:
         assert response.status_code == 404
         assert response.json() == {"detail": "Not Found"}
 
-    async def test_thumbnail(self, make_settings, image_root: Path, monkeypatch) -> None:
-        path = images.write(image_root / "gone.jpg", images.jpeg_bytes((64, 48)))
-        real = storage.files.read_source
-
-        def delete_first(*args, **kwargs):
-            path.unlink(missing_ok=True)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(storage.files, "read_source", delete_first)
+    async def test_thumbnail(self, make_settings, image_root: Path) -> None:
+        images.write(image_root / "gone.jpg", images.jpeg_bytes((64, 48)))
         async with client_for(make_settings()) as http:
+            _patch_renders(http, "read_source", _delete_first)
             response = await http.get("/thumb/32x/gone.jpg")
             assert response.status_code == 404
             assert await _cache_entries(http) == 0
@@ -104,44 +143,57 @@ class _RewritingFile:
         self._file.close()
 
 
+class _RewrittenOnce:
+    """`open_regular` whose file is rewritten with `data` just before its first read, once in all."""
+
+    def __init__(self, path: Path, data: bytes, rewrites: _Count) -> None:
+        self.path, self.data, self.rewrites = path, data, rewrites
+
+    def __call__(self, real, source):
+        file, st = real(source)
+        return (_RewritingFile(file, self.path, self.data, self.rewrites) if not self.rewrites else file), st
+
+
+class _AlwaysRewritten:
+    """`open_regular` whose file is rewritten just before every read, blue and red in turn."""
+
+    def __init__(self, path: Path, blue: bytes, red: bytes, rewrites: _Count) -> None:
+        self.path, self.blue, self.red, self.rewrites = path, blue, red, rewrites
+
+    def __call__(self, real, source):
+        file, st = real(source)
+        data = self.blue if len(self.rewrites) % 2 == 0 else self.red
+        return _RewritingFile(file, self.path, data, self.rewrites), st
+
+
 class TestReplacedWhileRead:
     """A source written to while it is read never yields a thumbnail or a 200 of mixed versions."""
 
     async def test_thumbnail_of_a_source_rewritten_during_the_read(self, make_settings, image_root: Path,
-                                                                   monkeypatch) -> None:
+                                                                   tmp_path: Path) -> None:
         red, blue = _red_and_blue()
         path = images.write(image_root / "flip.bmp", red)
-        real = storage.files.open_regular
-        rewrites: list[int] = []
-
-        def rewritten_once(source):
-            file, st = real(source)
-            return (_RewritingFile(file, path, blue, rewrites) if not rewrites else file), st
-
-        monkeypatch.setattr(storage.files, "open_regular", rewritten_once)
+        rewrites = _Count(tmp_path / "rewrites")
         async with client_for(make_settings()) as http:
+            plain = http.app.state.thumbnails.originals
+            _patch_renders(http, "open_regular", _RewrittenOnce(path, blue, rewrites))
             response = await http.get("/thumb/16x,png/flip.bmp")
             assert response.status_code == 200
             # The red read was refused; the retry saw the new identity and rendered blue.
             assert Image.open(io.BytesIO(response.content)).convert("RGB").getpixel((8, 6)) == (0, 0, 255)
+            assert len(rewrites) == 1
             assert await _cache_entries(http) == 1
-            monkeypatch.setattr(storage.files, "open_regular", real)
+            http.app.state.thumbnails.originals = plain
             again = await http.get("/thumb/16x,png/flip.bmp")
             assert again.headers["etag"] == response.headers["etag"] and again.content == response.content
 
     async def test_thumbnail_of_a_source_that_keeps_changing(self, make_settings, image_root: Path,
-                                                             monkeypatch) -> None:
+                                                             tmp_path: Path) -> None:
         red, blue = _red_and_blue()
         path = images.write(image_root / "flip.bmp", red)
-        real = storage.files.open_regular
-        rewrites: list[int] = []
-
-        def always_rewritten(source):
-            file, st = real(source)
-            return _RewritingFile(file, path, blue if len(rewrites) % 2 == 0 else red, rewrites), st
-
-        monkeypatch.setattr(storage.files, "open_regular", always_rewritten)
+        rewrites = _Count(tmp_path / "rewrites")
         async with client_for(make_settings()) as http:
+            _patch_renders(http, "open_regular", _AlwaysRewritten(path, blue, red, rewrites))
             response = await http.get("/thumb/16x,png/flip.bmp")
             assert response.status_code == 503
             assert int(response.headers["retry-after"]) >= 1
