@@ -181,8 +181,9 @@ def _metrics_folder() -> None:
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        for leftover in Path(folder).glob("*.db"):
-            leftover.unlink(missing_ok=True)
+        for pattern in ("*.db", "thumbserver_durations_*.json"):
+            for leftover in Path(folder).glob(pattern):
+                leftover.unlink(missing_ok=True)
         return
     folder = tempfile.mkdtemp(prefix="thumbserver-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
