@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support import images
-from tests.support.probe import LoggedServer, write_config
+from tests.support.probe import LoggedServer, proc_stat, process_running, write_config
 
 # 7000x7000 to 4000x4000 WebP: a few seconds of decoding, resampling and encoding per render.
 EXPENSIVE = "/thumb/4000x4000,cover,webp/huge.png"
@@ -40,24 +40,13 @@ def _server(root: Path, name: str, **limits: object) -> LoggedServer:
 # --- what /proc says about a server's processes ----------------------------------------------
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (state, ppid, pgrp, session, ...)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-
-
-def _running(pid: int) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
 
 
 def _session(sid: int) -> dict[int, int]:
     """pid -> parent pid of every running process in session `sid` (a LoggedServer starts one)."""
     found = {}
     for entry in os.listdir("/proc"):
-        stat = _stat(int(entry)) if entry.isdigit() else None
+        stat = proc_stat(int(entry)) if entry.isdigit() else None
         if stat is not None and int(stat[3]) == sid and stat[0] not in ("Z", "X"):
             found[int(entry)] = int(stat[1])
     return found
@@ -79,10 +68,10 @@ def _render_processes(server: LoggedServer) -> set[int]:
 def _all_gone(pids: set[int], *, timeout: float) -> set[int]:
     """Those of `pids` still running after `timeout` seconds (polled)."""
     deadline = time.monotonic() + timeout
-    running = {pid for pid in pids if _running(pid)}
+    running = {pid for pid in pids if process_running(pid)}
     while running and time.monotonic() < deadline:
         time.sleep(0.05)
-        running = {pid for pid in running if _running(pid)}
+        running = {pid for pid in running if process_running(pid)}
     return running
 
 

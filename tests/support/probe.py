@@ -119,6 +119,20 @@ def proc_status(pid: int) -> dict[str, int]:
     return values
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, pgrp, session, ...)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def process_running(pid: int) -> bool:
+    """The process exists and has not ended (a zombie has ended)."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
 def rss_mb(pid: int) -> float:
     return proc_status(pid)["VmRSS"] / 1024
 

@@ -29,6 +29,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.live import free_port
+
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cdn"
 NGINX_CONF = DOCS / "nginx.conf"
 VARNISH_VCL = DOCS / "varnish.vcl"
@@ -60,10 +62,6 @@ def find_binary(name: str) -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def render(template: str, values: dict[str, str]) -> str:

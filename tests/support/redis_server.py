@@ -21,6 +21,8 @@ from pathlib import Path
 
 START_TIMEOUT_S = 10.0
 
+from tests.support.live import free_port
+
 
 class RedisServerFailed(RuntimeError):
     """redis-server did not start, or did not answer PING in time; the message has its log's tail."""
@@ -30,10 +32,6 @@ def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def answers_ping(port: int, timeout_s: float = 0.5) -> bool:

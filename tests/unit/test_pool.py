@@ -21,6 +21,7 @@ from server.thumbnails.pool import RenderCrashed, RenderPool, RenderUnavailable,
 from server.thumbnails.service import _read_and_render
 from storage import FileStore, NotFound, SourceChanged
 from tests.support import images
+from tests.support.probe import proc_stat, process_running
 
 LIMITS = SourceLimits(max_pixels=50_000_000, max_bytes=10_000_000)
 REQUEST = RenderRequest(width=32, height=None, fit="contain", format="png", quality=None)
@@ -69,30 +70,19 @@ def _announce_and_meet(peak: int, mine: Path, theirs: Path) -> bool:
 # --- what /proc says --------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-
-
-def _running(pid: int) -> bool:
-    """The process exists and has not ended (a zombie has ended)."""
-    stat = _stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X")
 
 
 def _gone(pid: int, *, timeout: float = 2.0) -> bool:
     deadline = time.monotonic() + timeout
-    while _running(pid) and time.monotonic() < deadline:
+    while process_running(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
-    return not _running(pid)
+    return not process_running(pid)
 
 
 def _children(parent: int) -> set[int]:
     found = set()
     for entry in os.listdir("/proc"):
-        stat = _stat(int(entry)) if entry.isdigit() else None
+        stat = proc_stat(int(entry)) if entry.isdigit() else None
         if stat is not None and int(stat[1]) == parent and stat[0] not in ("Z", "X"):
             found.add(int(entry))
     return found
