@@ -100,8 +100,8 @@ def _guarded(store: ResultStore | None, settings: Settings, events: ServiceEvent
 def _root_favicon(settings: Settings) -> bytes | None:
     """The image root's own favicon.ico, when it has one (read once, at start)."""
     try:
-        source = FileStore(settings.storage.root, {"ico"}).resolve("favicon.ico")
-        return FileStore(settings.storage.root, {"ico"}).read(source, max_bytes=1_000_000)
+        icons = FileStore(settings.storage.root, {"ico"})
+        return icons.read(icons.resolve("favicon.ico"), max_bytes=1_000_000)
     except (NotFound, SourceChanged, OSError):
         return None
 

@@ -30,6 +30,14 @@ _SIZE_RE = re.compile(r"^(?:[0-9]+x[0-9]*|x[0-9]+)$")
 _PRESET_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
+def _one_path_segment(value: str, example: str, *, dots: bool = False) -> str:
+    """`value` if it is "/" and one plain path segment (letters, digits, _ and -, and . when
+    `dots`), else ValueError naming `example`."""
+    if not re.fullmatch(r"/[A-Za-z0-9_.-]+" if dots else r"/[A-Za-z0-9_-]+", value):
+        raise ValueError(f"must be one path segment such as {example}")
+    return value
+
+
 class ConfigError(Exception):
     """A configuration that must not start a server; the message is one line naming the key."""
 
@@ -132,9 +140,7 @@ class ThumbnailSettings(_Section):
     @field_validator("prefix")
     @classmethod
     def _prefix_is_one_segment(cls, value: str) -> str:
-        if not re.fullmatch(r"/[A-Za-z0-9_-]+", value):
-            raise ValueError("must be one path segment such as /thumb")
-        return value
+        return _one_path_segment(value, "/thumb")
 
     @field_validator("allowed_sizes")
     @classmethod
@@ -192,9 +198,7 @@ class MetricsSettings(_Section):
     @field_validator("path")
     @classmethod
     def _one_segment(cls, value: str) -> str:
-        if not re.fullmatch(r"/[A-Za-z0-9_.-]+", value):
-            raise ValueError("must be one path segment such as /metrics")
-        return value
+        return _one_path_segment(value, "/metrics", dots=True)
 
 
 class SecuritySettings(_Section):

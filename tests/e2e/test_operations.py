@@ -7,32 +7,10 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from server.http.observe import FLUSH_S
-from tests.support import images
+from tests.support.metrics import samples, value
 from tests.support.probe import LoggedServer, write_config
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    images.write(folder / "photo.jpg", images.jpeg_bytes((640, 480), image=images.textured((640, 480))))
-    return folder
-
-
-def samples(text: str) -> dict[tuple[str, tuple], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def value(found: dict, name: str, **labels: str) -> float:
-    return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 class TestMetricsAcrossWorkers:

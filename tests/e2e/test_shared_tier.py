@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import images
 from tests.support.probe import LoggedServer, write_config
 from tests.support.redis_server import RedisServer, redis_server_binary
 
@@ -28,14 +27,6 @@ SIZES = [40 + 8 * n for n in range(10)]  # ten distinct thumbnails
 
 def renders(*servers: LoggedServer) -> int:
     return sum(server.log_text().count(" rendered ") for server in servers)
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    images.write(folder / "photo.jpg", images.jpeg_bytes((640, 480), image=images.textured((640, 480))))
-    return folder
 
 
 @pytest.fixture

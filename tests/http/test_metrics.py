@@ -5,15 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import images
 from tests.support.app import client_for
-
-
-def parsed(text: str) -> dict[tuple[str, tuple], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+from tests.support.metrics import samples, value
 
 
 @pytest.fixture
@@ -34,8 +29,11 @@ class TestMetrics:
             await http.get("/thumb/bad/photo.jpg")
             exposition = await http.get("/metrics")
         assert exposition.status_code == 200 and exposition.headers["content-type"].startswith("text/plain")
-        found = parsed(exposition.text)
-        count = lambda name, **labels: found.get((name, tuple(sorted(labels.items()))), 0)  # noqa: E731
+        found = samples(exposition.text)
+
+        def count(name: str, **labels: str) -> float:
+            return value(found, name, **labels)
+
         assert count("thumbserver_requests_total", kind="thumbnail", status="200") == 2
         assert count("thumbserver_requests_total", kind="thumbnail", status="304") == 1
         assert count("thumbserver_requests_total", kind="thumbnail", status="400") == 1
