@@ -7,7 +7,6 @@ import base64
 import hashlib
 import io
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -51,14 +50,9 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
     )
 
     async def healthz() -> JSONResponse:
-        """Liveness: answers while the event loop runs."""
-        body = {
-            "status": "ok",
-            "cache": asdict(thumbnails.memory.stats()),
-            "shared": await thumbnails.shared.stats() if thumbnails.shared is not None else {"kind": "none"},
-            "renders": {"started": thumbnails.renders, "in_flight": thumbnails.pool.in_flight},
-        }
-        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+        """Liveness: answers while the event loop runs. Counters are on /metrics only: whether
+        an image was viewed lately must not be readable from a public endpoint."""
+        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
     app.add_api_route("/healthz", healthz, methods=["GET"], response_class=JSONResponse, tags=["service"])
     app.add_api_route("/healthz", healthz, methods=["HEAD"], response_class=JSONResponse, include_in_schema=False)
@@ -68,9 +62,15 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
     _add_site_files(app, robots_txt=robots_txt, favicon=favicon or default_favicon())
     if metrics is not None:
 
+        def memory_tier() -> tuple[int, int]:
+            stats = thumbnails.memory.stats()
+            return stats.bytes, stats.entries
+
+        metrics.memory_tier = memory_tier
+
         async def exposition() -> Response:
             """Prometheus text exposition, every worker process summed."""
-            return metrics.exposition(memory_bytes=thumbnails.memory.stats().bytes)
+            return metrics.exposition()
 
         app.add_api_route(metrics_path, exposition, methods=["GET"], tags=["service"],
                           response_class=Response, responses={200: {"content": {"text/plain": {}}}})

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from tests.support import images
+from tests.support.metrics import service_state
 import server.http.originals
 import storage.files
 from tests.support.app import client_for
@@ -47,7 +48,7 @@ def _rewrite_in_place(path: Path, data: bytes) -> None:
 
 
 async def _cache_entries(http: httpx.AsyncClient) -> int:
-    return (await http.get("/healthz")).json()["cache"]["entries"]
+    return int(service_state((await http.get("/metrics")).text)["cache_entries"])
 
 
 class _PatchedInRenders(storage.files.FileStore):

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support import images
+from tests.support.metrics import service_state
 from tests.support.app import client_for
 from tests.support.probe import LoggedServer, budget, percentile, write_config
 
@@ -28,8 +29,8 @@ def big_png(image_root: Path) -> Path:
 async def _wait_idle(http: httpx.AsyncClient, *, timeout: float = 20.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        health = (await http.get("/healthz")).json()
-        if health["renders"]["in_flight"] == 0 or time.monotonic() > deadline:
+        health = service_state((await http.get("/metrics")).text)
+        if health["in_flight"] == 0 or time.monotonic() > deadline:
             return health
         await asyncio.sleep(0.05)
 
@@ -47,14 +48,14 @@ class TestRenderDeadline:
                 assert response.headers["cache-control"] == "no-store"
                 assert response.json()["detail"]
                 health = await _wait_idle(http)
-                assert health["renders"]["in_flight"] == 0
-                assert health["cache"]["entries"] == 0 and health["cache"]["bytes"] == 0
+                assert health["in_flight"] == 0
+                assert health["cache_entries"] == 0 and health["cache_bytes"] == 0
 
     async def test_within_the_deadline(self, make_settings, big_png: Path) -> None:
         async with client_for(make_settings()) as http:
             response = await http.get("/thumb/300x/big.png")
             assert response.status_code == 200
-            assert (await http.get("/healthz")).json()["cache"]["entries"] == 1
+            assert service_state((await http.get("/metrics")).text)["cache_entries"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -77,21 +78,26 @@ _POLLER = """
 import json, sys, time, httpx
 url, seconds = sys.argv[1], float(sys.argv[2])
 samples = []
+def in_flight(response):
+    lines = response.text.splitlines()
+    return next(float(line.split()[1]) for line in lines if line.startswith("thumbserver_renders_in_flight "))
+
 with httpx.Client(base_url=url, timeout=5) as http:
-    http.get("/healthz")
+    http.get("/metrics")
     print("ready", flush=True)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         started = time.perf_counter()
         response = http.get("/healthz")
-        samples.append([time.perf_counter() - started, response.status_code, response.json()["renders"]["in_flight"]])
+        samples.append([time.perf_counter() - started, response.status_code, in_flight(http.get("/metrics"))])
         time.sleep(0.01)
 print(json.dumps(samples), flush=True)
 """
 
 
 class HealthPoller:
-    """GET /healthz every 10 ms from another process for `seconds`; latencies and in-flight counts."""
+    """GET /healthz (timed) and /metrics (renders in flight) every 10 ms from another process for
+    `seconds`: latencies and in-flight counts."""
 
     def __init__(self, url: str, seconds: float) -> None:
         self._process = subprocess.Popen([sys.executable, "-c", _POLLER, url, str(seconds)], stdout=subprocess.PIPE,
@@ -141,7 +147,7 @@ class TestOverload:
             assert fresh.status_code == 200
             assert time.monotonic() - started < 2.0
             health = await _wait_idle(http, timeout=5)
-            assert health["renders"]["in_flight"] == 0
+            assert health["in_flight"] == 0
 
     async def test_repeated_bursts(self, busy_server: LoggedServer) -> None:
         # More rounds under TS_TEST_BUDGET=full; each is bounded by its request count.
@@ -156,4 +162,4 @@ class TestOverload:
                 )
                 assert {response.status_code for response in responses} <= {200, 503}
                 health = await _wait_idle(http)
-                assert health["renders"]["in_flight"] == 0
+                assert health["in_flight"] == 0

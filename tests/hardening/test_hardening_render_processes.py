@@ -81,6 +81,10 @@ _PACE = """
 import json, sys, threading, time, httpx
 url, hit, expensive, renders, window = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
 
+def in_flight(http):
+    lines = http.get("/metrics").text.splitlines()
+    return next(float(line.split()[1]) for line in lines if line.startswith("thumbserver_renders_in_flight "))
+
 def hits_during(http, seconds):
     count, deadline = 0, time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -100,10 +104,10 @@ with httpx.Client(base_url=url, timeout=30) as http:
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 30
-    while http.get("/healthz").json()["renders"]["in_flight"] < renders and time.monotonic() < deadline:
+    while in_flight(http) < renders and time.monotonic() < deadline:
         time.sleep(0.01)
     busy = hits_during(http, window)
-    in_flight_after = http.get("/healthz").json()["renders"]["in_flight"]
+    in_flight_after = in_flight(http)
     for thread in threads:
         thread.join(120)
 print(json.dumps({"idle": idle, "busy": busy, "in_flight_after": in_flight_after, "statuses": statuses}))

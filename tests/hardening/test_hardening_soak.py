@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.support import images
+from tests.support.metrics import service_state
 from tests.support.probe import FULL, LoggedServer, budget, open_fds, peak_rss_mb, rss_mb, settle_fds, write_config
 
 CACHE_BYTES = 2 * 1024 * 1024
@@ -156,7 +157,7 @@ class TestSoak:
         assert fds_after == len(fds_before), (fds_before, open_fds(pid))
         # Not just the count: no file of the image root is left open.
         assert [fd for fd in open_fds(pid) if "/images/" in fd] == []
-        health = httpx.get(f"{soak_server.url}/healthz").json()
-        assert health["cache"]["bytes"] <= CACHE_BYTES
-        assert health["renders"]["in_flight"] == 0
+        state = service_state(httpx.get(f"{soak_server.url}/metrics").text)
+        assert state["cache_bytes"] <= CACHE_BYTES
+        assert state["in_flight"] == 0
         assert "Traceback" not in soak_server.log_text()
