@@ -56,6 +56,7 @@ class EncoderSettings:
             "png": {"compress_level": self.png_compress_level},
             "webp": {"quality": quality, "method": self.webp_method},
             "avif": {"quality": quality, "speed": self.avif_speed},
+            "gif": {},
         }[output_format]
 
 
@@ -99,5 +100,45 @@ def encode(
         raise UndecodableImage(
             f"{output_format} encoder: {error}",
             public_message=f"The image cannot be encoded as {output_format.upper()}.",
+        ) from error
+    return buffer.getvalue()
+
+
+def encode_animation(
+    frames: list[Image.Image],
+    output_format: str,
+    *,
+    durations: list[int],
+    disposals: list[int],
+    loop: int | None,
+    quality: int,
+    icc_profile: bytes | None,
+    settings: EncoderSettings | None = None,
+) -> bytes:
+    """`frames` (all one size) as one animated GIF or WebP, each shown its duration (ms).
+
+    `loop`: the source's loop count (0: forever); None (a GIF without one) plays once. GIF
+    keeps each frame's `disposals` method; WebP's encoder picks its own. Frames are brought to
+    one mode (RGBA when any has alpha) so the encoder converts them alike.
+    """
+    mode = "RGBA" if any(frame.mode in ("LA", "RGBA") for frame in frames) else "RGB"
+    frames = [frame if frame.mode == mode else frame.convert(mode) for frame in frames]
+    params = (settings or EncoderSettings()).params(output_format, quality)
+    params.update(save_all=True, append_images=frames[1:], duration=durations)
+    if output_format == "gif":
+        params["disposal"] = disposals
+        if loop is not None:
+            params["loop"] = loop
+    else:
+        params["loop"] = 1 if loop is None else loop
+        if icc_profile and profile_space(icc_profile) == PROFILE_SPACES[mode]:
+            params["icc_profile"] = icc_profile
+    buffer = BytesIO()
+    try:
+        frames[0].save(buffer, output_format.upper(), **params)
+    except (OSError, ValueError) as error:
+        raise UndecodableImage(
+            f"{output_format} animation encoder: {error}",
+            public_message=f"The animation cannot be encoded as {output_format.upper()}.",
         ) from error
     return buffer.getvalue()

@@ -50,7 +50,7 @@ INVALID = [
     ("320x240,q101", "q1 to q100"),
     ("320x240,q1000", "unknown modifier"),
     ("320x240,q", "unknown modifier"),
-    ("320x240,gif", "unknown modifier"),
+    ("320x240,tiff", "unknown modifier"),
     ("320x240,COVER", "unknown modifier"),
     ("320x,cover", "needs both"),
     ("x240,fill", "needs both"),
