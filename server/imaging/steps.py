@@ -27,7 +27,7 @@ class Effects:
     focus: where a cover crop centres, thousandths of the displayed source's sides (None: the
     centre); smart: find that point from the pixels instead (`smart_focus`). background:
     "rrggbb" for pad's margins and for flattening alpha (None: transparent where the output
-    has alpha, else white). blur, sharpen: Gaussian sigma in hundredths of an output pixel,
+    has alpha, else white). blur, sharpen: Gaussian sigma in tenths of an output pixel,
     dpr already applied (0: none). gray: luminance only. still: an animation's first frame only.
     """
 
@@ -169,10 +169,10 @@ def smart_focus(image: Image.Image, geometry: Geometry, source_size: tuple[int, 
     # FIND_EDGES copies the outermost pixels unfiltered: their brightness is not detail.
     edges = ImageOps.expand(ImageOps.crop(small.filter(ImageFilter.FIND_EDGES), 1), 1, fill=0)
     if right - left < src_w:  # the window slides horizontally
-        profile = list(edges.resize((edges.width, 1), Image.Resampling.BOX).getdata())
+        profile = list(edges.resize((edges.width, 1), Image.Resampling.BOX).tobytes())
         start = _best_window(profile, (right - left) / src_w)
         return round(1000 * (start + (right - left) / src_w * len(profile) / 2) / len(profile)), 500
-    profile = list(edges.resize((1, edges.height), Image.Resampling.BOX).getdata())
+    profile = list(edges.resize((1, edges.height), Image.Resampling.BOX).tobytes())
     start = _best_window(profile, (bottom - top) / src_h)
     return 500, round(1000 * (start + (bottom - top) / src_h * len(profile) / 2) / len(profile))
 
@@ -203,9 +203,9 @@ def apply_filters(image: Image.Image, effects: Effects) -> Image.Image:
     the colours (a blurred silhouette gets a soft edge); gray keeps alpha.
     """
     if effects.blur:
-        image = image.filter(ImageFilter.GaussianBlur(effects.blur / 100))
+        image = image.filter(ImageFilter.GaussianBlur(effects.blur / 10))
     if effects.sharpen:
-        image = image.filter(ImageFilter.UnsharpMask(effects.sharpen / 100, SHARPEN_PERCENT, 0))
+        image = image.filter(ImageFilter.UnsharpMask(effects.sharpen / 10, SHARPEN_PERCENT, 0))
     if effects.gray and image.mode in ("RGB", "RGBA"):
         grey = image.convert("L")
         image = grey if image.mode == "RGB" else Image.merge("LA", (grey, image.getchannel("A")))

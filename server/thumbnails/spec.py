@@ -9,8 +9,8 @@
     frac     = 0..1, at most 3 decimals;  sigma = 0.1..100 (blur), 0.1..10 (sharpen), one decimal
     dpr      = 1..4, at most one decimal
 
-`parse_spec` folds dpr and presets into the box (and dpr into the sigmas: a blur looks the same
-at @2x), drops what changes nothing (`g:c`, `fp:0.5:0.5`), and so every way of writing one
+`parse_spec` folds dpr and presets into the box (and dpr into the sigmas, rounded to tenths: a
+blur looks the same at @2x), drops what changes nothing (`g:c`, `fp:0.5:0.5`), and so every way of writing one
 thumbnail has the same `ThumbSpec.canonical` string: the cache key and ETag are built from it.
 """
 
@@ -117,14 +117,19 @@ def parse_spec(text: str, settings: SpecRules) -> ThumbSpec:
     height = _scale(height, dpr_tenths)
     if (width or 0) > settings.max_width or (height or 0) > settings.max_height:
         raise InvalidSpec(f"the box is larger than {settings.max_width}x{settings.max_height}")
+    # Sigmas are in output pixels: dpr scales them as it scales the box, and like the box they
+    # must stay within their bounds after it (so the canonical form parses to itself).
+    blur, sharpen = ((tenths * dpr_tenths + 5) // 10 for tenths in (words.blur, words.sharpen))
+    for name, tenths in (("blur", blur), ("sharpen", sharpen)):
+        if tenths > SIGMA_TENTHS[name][1]:
+            raise InvalidSpec(f"{name} sigma times dpr must be at most {SIGMA_TENTHS[name][1] / 10:g}")
     focus = GRAVITIES[words.gravity] if words.gravity not in (None, "smart") else words.focus
     effects = Effects(
         focus=None if focus == GRAVITIES["c"] else focus,
         smart=words.gravity == "smart",
         background=words.background,
-        # Sigmas are in output pixels: dpr scales them as it scales the box (tenths x tenths).
-        blur=words.blur * dpr_tenths,
-        sharpen=words.sharpen * dpr_tenths,
+        blur=blur,
+        sharpen=sharpen,
         gray=words.gray,
         still=words.still,
     )
@@ -265,9 +270,9 @@ def _effect_words(effects: Effects) -> list[str]:
     if effects.background is not None:
         words.append(f"bg:{effects.background}")
     if effects.blur:
-        words.append(f"blur:{effects.blur / 100:g}")
+        words.append(f"blur:{effects.blur / 10:g}")
     if effects.sharpen:
-        words.append(f"sharpen:{effects.sharpen / 100:g}")
+        words.append(f"sharpen:{effects.sharpen / 10:g}")
     words += [name for name in ("gray", "still") if getattr(effects, name)]
     return words
 
