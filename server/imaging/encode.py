@@ -141,4 +141,23 @@ def encode_animation(
             f"{output_format} animation encoder: {error}",
             public_message=f"The animation cannot be encoded as {output_format.upper()}.",
         ) from error
+    if output_format == "webp" and mode == "RGBA":
+        return _with_webp_alpha_flag(buffer.getvalue())
     return buffer.getvalue()
+
+
+#: The VP8X chunk's flags byte (RIFF header 12 bytes + chunk header 8) and its alpha bit.
+VP8X_FLAGS_OFFSET, VP8X_ALPHA = 20, 0x10
+
+
+def _with_webp_alpha_flag(data: bytes) -> bytes:
+    """`data` with the VP8X "has alpha" flag set.
+
+    libwebp's animation encoder crops each frame to the rectangle that is not transparent, so
+    a frame whose transparent part is on the canvas's edge is stored without alpha, the canvas
+    around it being transparent by definition; it then leaves the flag clear, and readers that
+    trust it (Pillow) show those parts black. The canvas does have transparency: say so.
+    """
+    if data[12:16] != b"VP8X" or data[VP8X_FLAGS_OFFSET] & VP8X_ALPHA:
+        return data
+    return data[:VP8X_FLAGS_OFFSET] + bytes([data[VP8X_FLAGS_OFFSET] | VP8X_ALPHA]) + data[VP8X_FLAGS_OFFSET + 1:]

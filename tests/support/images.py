@@ -715,6 +715,9 @@ def numbered_animation(
         params["loop"] = loop
     if format.upper() == "GIF":
         params["disposal"] = 2 if transparent else 1
-    else:
-        params["lossless"] = True
-    return to_bytes(pictures[0], format.upper(), **params)
+        return to_bytes(pictures[0], "GIF", **params)
+    params["lossless"] = True
+    data = to_bytes(pictures[0], "WEBP", **params)
+    # libwebp leaves the VP8X alpha flag clear when it crops the transparency off every frame
+    # (see server/imaging/encode.py); the source must say it has alpha, as real ones do.
+    return data[:20] + bytes([data[20] | 0x10]) + data[21:] if transparent else data
