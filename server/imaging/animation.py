@@ -17,6 +17,7 @@ from PIL import Image
 from server.formats import FORMATS, format_for_decoder
 from server.imaging.decode import SourceLimits, decoding, read_orientation, valid_icc_profile
 from server.imaging.encode import EncoderSettings, encode_animation
+from server.imaging.errors import ImageError
 from server.imaging.geometry import Box, Geometry, displayed_size, plan_geometry
 from server.imaging.steps import Effects, crop_focus, finish_frame, normalize_mode, orient
 
@@ -45,7 +46,7 @@ def animated_frames(image: Image.Image, requested: str | None, effects: Effects,
     try:
         with decoding():
             frames = getattr(image, "n_frames", 1)
-    except Exception:  # a broken later frame: the first one is still a thumbnail
+    except ImageError:  # a broken later frame: the first one is still a thumbnail
         return 1
     width, height = image.size
     if frames < 2 or frames > limits.max_frames or frames * width * height > limits.max_pixels:
@@ -87,7 +88,7 @@ def render_animation(
                 image.seek(index)
                 image.load()
                 pixels = normalize_mode(orient(image, orientation))
-        except Exception:
+        except ImageError:
             if index == 0:
                 raise
             break

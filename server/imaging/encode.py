@@ -124,9 +124,11 @@ def encode_animation(
     mode = "RGBA" if any(frame.mode in ("LA", "RGBA") for frame in frames) else "RGB"
     frames = [frame if frame.mode == mode else frame.convert(mode) for frame in frames]
     params = (settings or EncoderSettings()).params(output_format, quality)
-    params.update(save_all=True, append_images=frames[1:], duration=durations)
+    # One frame left (a truncated source): Pillow's single-frame writers take plain values.
+    one = len(frames) == 1
+    params.update(save_all=True, append_images=frames[1:], duration=durations[0] if one else durations)
     if output_format == "gif":
-        params["disposal"] = disposals
+        params["disposal"] = disposals[0] if one else disposals
         if loop is not None:
             params["loop"] = loop
     else:
@@ -136,7 +138,7 @@ def encode_animation(
     buffer = BytesIO()
     try:
         frames[0].save(buffer, output_format.upper(), **params)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, TypeError) as error:
         raise UndecodableImage(
             f"{output_format} animation encoder: {error}",
             public_message=f"The animation cannot be encoded as {output_format.upper()}.",

@@ -39,9 +39,6 @@ class Effects:
     gray: bool = False
     still: bool = False
 
-    @property
-    def filters(self) -> bool:
-        return bool(self.blur or self.sharpen or self.gray)
 
 # Resize in one pass when the shrink is small; above this ratio Pillow first box-reduces by an
 # integer factor, then resamples. 2.0 is Pillow's own choice for thumbnail().
@@ -162,10 +159,11 @@ def smart_focus(image: Image.Image, geometry: Geometry, source_size: tuple[int, 
     src_w, src_h = source_size
     left, top, right, bottom = geometry.crop
     scale = SMART_SIDE / max(image.size)
-    small = image.convert("L")
-    if scale < 1:
-        small = small.resize((max(3, round(image.width * scale)), max(3, round(image.height * scale))),
+    small = image
+    if scale < 1:  # shrink first: the grey copy then costs a few KB, not a byte per source pixel
+        small = image.resize((max(3, round(image.width * scale)), max(3, round(image.height * scale))),
                              Image.Resampling.BOX)
+    small = small.convert("L")
     # FIND_EDGES copies the outermost pixels unfiltered: their brightness is not detail.
     edges = ImageOps.expand(ImageOps.crop(small.filter(ImageFilter.FIND_EDGES), 1), 1, fill=0)
     if right - left < src_w:  # the window slides horizontally
