@@ -14,7 +14,7 @@ from server.imaging.decode import TRANSPOSES, valid_icc_profile
 from server.imaging.geometry import CENTRE, Geometry
 
 #: g:smart looks for detail on a grey copy whose longer side is at most this many pixels: enough
-#: to tell a subject from a flat background, small enough to cost well under a millisecond.
+#: to tell a subject from a flat background; the search on it is cheap, the shrink costs most.
 SMART_SIDE = 96
 #: Unsharp mask strength (percent of the difference added back) and threshold (none).
 SHARPEN_PERCENT = 100

@@ -156,6 +156,19 @@ class TestAnimation:
         assert (frame_count(decode(few)), frame_count(decode(many))) == (1, 4)
         assert few.headers["etag"] != many.headers["etag"]
 
+    async def test_an_animations_frames_count_in_its_memory_peak(self, make_settings, image_root: Path) -> None:
+        # 6 frames of 200x200: decoding needs ~0.5 MB (3 canvases of 4 bytes a pixel); the
+        # finished frames add 6 x 2 x 200 x 200 x 4 = 1.92 MB. A 1.5 MB budget fits the still
+        # render only: the animated one is refused (422) rather than let through uncounted.
+        images.write(image_root / "big.gif", images.numbered_animation("gif", frames=6, size=(200, 200)))
+        async with client_for(make_settings(limits={"render_memory_bytes": 1_500_000})) as limited:
+            still = await limited.get("/thumb/200x,gif,still/big.gif")
+            animated = await limited.get("/thumb/200x,gif/big.gif")
+        assert still.status_code == 200
+        assert animated.status_code == 422 and "too large" in animated.json()["detail"]
+        async with client_for(make_settings()) as default:
+            assert frame_count(decode(await default.get("/thumb/200x,gif/big.gif"))) == 6
+
     async def test_304_for_an_animation(self, client: httpx.AsyncClient, anim: Path) -> None:
         etag = (await client.get("/thumb/32x,gif/anim.gif")).headers["etag"]
         response = await client.get("/thumb/32x,gif/anim.gif", headers={"If-None-Match": etag})
