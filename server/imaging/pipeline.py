@@ -37,7 +37,8 @@ class RenderRequest:
     """What to render. Sides are final pixel sizes (already multiplied by dpr).
 
     width/height: the box; None leaves that side free (contain only). format None means the
-    source's family. quality None means the encoder settings' default for the format.
+    source's family. quality None means the encoder settings' default for the format. effects:
+    gravity or focal point (cover only), background, filters, still.
     """
 
     width: int | None
@@ -57,6 +58,8 @@ class RenderRequest:
             raise ValueError(f"format must be one of {OUTPUT_FORMATS}")
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise ValueError("quality must be within 1..100")
+        if (self.effects.focus is not None or self.effects.smart) and self.fit != "cover":
+            raise ValueError("a focus or smart crop needs fit cover")
 
     @property
     def box(self) -> Box:

@@ -218,3 +218,13 @@ class TestFilters:
         out = apply_filters(picture, Effects(gray=True))
         assert out.mode == "LA"
         assert out.getpixel((15, 5))[1] == 0 and out.getpixel((5, 5))[1] == 255
+
+
+class TestRequestValidation:
+    """A focus or smart crop with a fit that does not crop is a caller bug: ValueError."""
+
+    @pytest.mark.parametrize("effects", [Effects(focus=(0, 0)), Effects(smart=True)])
+    @pytest.mark.parametrize("fit", ["contain", "fill", "pad"])
+    def test_focus_needs_cover(self, effects: Effects, fit: str) -> None:
+        with pytest.raises(ValueError, match="cover"):
+            RenderRequest(10, 10, fit, None, None, EncoderSettings(), effects)
