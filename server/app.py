@@ -45,7 +45,8 @@ def thumbnail_options(settings: Settings) -> ThumbnailOptions:
         ),
         auto_formats=thumbnails.auto_formats,
         encoder=EncoderSettings(qualities=thumbnails.quality.model_dump()),
-        limits=SourceLimits(max_pixels=settings.limits.max_source_pixels, max_bytes=settings.limits.max_source_bytes),
+        limits=SourceLimits(max_pixels=settings.limits.max_source_pixels, max_bytes=settings.limits.max_source_bytes,
+                            max_frames=settings.limits.max_animation_frames),
         # A render lock outlives the longest render (its deadline) by a margin for the read and write.
         lock_ttl_s=settings.limits.render_timeout_s + 5,
     )

@@ -168,6 +168,8 @@ class LimitSettings(_Section):
     # What renders in flight may hold together (decoded pixels, per server process); a render
     # waits until its peak fits, and one that alone exceeds it is refused (422).
     render_memory_bytes: PositiveInt = 1024 * 1024 * 1024
+    # Frames of an animated thumbnail (GIF, WebP); a longer animation gives its first frame.
+    max_animation_frames: PositiveInt = 100
     # The address space of each render process (RLIMIT_AS); 0: no cap.
     render_process_memory_bytes: Annotated[int, Field(ge=0)] = 2 * 1024 * 1024 * 1024
 

@@ -40,7 +40,8 @@ FORMATS: dict[str, ImageFormat] = {
         ImageFormat("png", ("png",), "image/png", ("PNG",), True, False, True, None, "png"),
         ImageFormat("webp", ("webp",), "image/webp", ("WEBP",), True, True, True, 80, "webp"),
         ImageFormat("avif", ("avif",), "image/avif", ("AVIF",), True, False, True, 60, "avif"),
-        ImageFormat("gif", ("gif",), "image/gif", ("GIF",), True, True, False, None, "png"),
+        # A still GIF's thumbnail is a PNG (no 256-colour limit); an animated one stays a GIF.
+        ImageFormat("gif", ("gif",), "image/gif", ("GIF",), True, True, True, None, "png"),
         ImageFormat("tiff", ("tif", "tiff"), "image/tiff", ("TIFF",), True, False, False, None, None),
         ImageFormat("bmp", ("bmp",), "image/bmp", ("BMP",), False, False, False, None, None),
     )

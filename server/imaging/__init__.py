@@ -6,7 +6,9 @@ The public face of the package; the modules behind it are one step each::
     decode.py    open_source, read_orientation, reduce_on_load,   (limits checked from the header)
                  valid_icc_profile
     geometry.py  plan_geometry, decode_size, displayed_size       (pure arithmetic)
-    steps.py     orient, normalize_mode, strip_metadata, resize, flatten
+    steps.py     orient, normalize_mode, strip_metadata, smart_focus, resize, apply_filters, pad,
+                 flatten (finish_frame: the ones after decoding), Effects
+    animation.py animated_frames, render_animation                 (every frame through the steps)
     encode.py    choose_format, EncoderSettings, encode
     pipeline.py  render_thumbnail running the steps in order
     errors.py    ImageError > UndecodableImage > ContainerBomb; ImageError > SourceTooLarge
@@ -23,13 +25,17 @@ from server.imaging.decode import (
 )
 from server.imaging.encode import EncoderSettings, choose_format, encode
 from server.imaging.errors import ContainerBomb, ImageError, SourceTooLarge, UndecodableImage
-from server.imaging.geometry import FITS, NEEDS_BOTH_SIDES, Box, box_problem, Geometry, decode_size, displayed_size, plan_geometry
+from server.imaging.geometry import FITS, GRAVITIES, NEEDS_BOTH_SIDES, Box, box_problem, Geometry, decode_size, displayed_size, plan_geometry
 from server.imaging.pipeline import RENDERER_VERSION, Rendered, RenderRequest, render_thumbnail
 from server.imaging.scan import MAX_JPEG_SCANS, scan_container
-from server.imaging.steps import flatten, normalize_mode, orient, resize, strip_metadata
+from server.imaging.steps import (
+    Effects, apply_filters, flatten, normalize_mode, orient, pad, resize, smart_focus, strip_metadata,
+)
+from server.imaging.animation import animated_frames, animation_peak
 
 __all__ = [
-    "DECODE_ERRORS", "EXIF_ORIENTATION", "FITS", "NEEDS_BOTH_SIDES", "box_problem", "MAX_JPEG_SCANS", "RENDERER_VERSION",
+    "DECODE_ERRORS", "EXIF_ORIENTATION", "FITS", "GRAVITIES", "Effects", "animated_frames", "animation_peak",
+    "apply_filters", "pad", "smart_focus", "NEEDS_BOTH_SIDES", "box_problem", "MAX_JPEG_SCANS", "RENDERER_VERSION",
     "Box", "ContainerBomb", "EncoderSettings", "Geometry", "ImageError", "Rendered", "RenderRequest", "SourceLimits",
     "SourceTooLarge", "UndecodableImage",
     "choose_format", "decode_size", "displayed_size", "encode", "flatten", "normalize_mode", "open_source",

@@ -49,6 +49,7 @@ TRANSPOSES = {
 class SourceLimits:
     max_pixels: int
     max_bytes: int
+    max_frames: int = 100  # frames of an animated thumbnail; more: its first frame only
 
 
 

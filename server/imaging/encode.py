@@ -56,6 +56,7 @@ class EncoderSettings:
             "png": {"compress_level": self.png_compress_level},
             "webp": {"quality": quality, "method": self.webp_method},
             "avif": {"quality": quality, "speed": self.avif_speed},
+            "gif": {},
         }[output_format]
 
 
@@ -101,3 +102,64 @@ def encode(
             public_message=f"The image cannot be encoded as {output_format.upper()}.",
         ) from error
     return buffer.getvalue()
+
+
+def encode_animation(
+    frames: list[Image.Image],
+    output_format: str,
+    *,
+    durations: list[int],
+    disposals: list[int],
+    loop: int | None,
+    quality: int,
+    icc_profile: bytes | None,
+    settings: EncoderSettings | None = None,
+) -> bytes:
+    """`frames` (all one size) as one animated GIF or WebP, each shown its duration (ms).
+
+    `loop`: the source's loop count (0: forever); None (a GIF without one) plays once. GIF
+    keeps each frame's `disposals` method; WebP's encoder picks its own. Frames are brought to
+    one mode (RGBA when any has alpha) so the encoder converts them alike.
+    """
+    mode = "RGBA" if any(frame.mode in ("LA", "RGBA") for frame in frames) else "RGB"
+    frames = [frame if frame.mode == mode else frame.convert(mode) for frame in frames]
+    params = (settings or EncoderSettings()).params(output_format, quality)
+    # One frame left (a truncated source): Pillow's single-frame writers take plain values.
+    one = len(frames) == 1
+    params.update(save_all=True, append_images=frames[1:], duration=durations[0] if one else durations)
+    if output_format == "gif":
+        params["disposal"] = disposals[0] if one else disposals
+        if loop is not None:
+            params["loop"] = loop
+    else:
+        params["loop"] = 1 if loop is None else loop
+        if icc_profile and profile_space(icc_profile) == PROFILE_SPACES[mode]:
+            params["icc_profile"] = icc_profile
+    buffer = BytesIO()
+    try:
+        frames[0].save(buffer, output_format.upper(), **params)
+    except (OSError, ValueError, TypeError) as error:
+        raise UndecodableImage(
+            f"{output_format} animation encoder: {error}",
+            public_message=f"The animation cannot be encoded as {output_format.upper()}.",
+        ) from error
+    if output_format == "webp" and mode == "RGBA":
+        return _with_webp_alpha_flag(buffer.getvalue())
+    return buffer.getvalue()
+
+
+#: The VP8X chunk's flags byte (RIFF header 12 bytes + chunk header 8) and its alpha bit.
+VP8X_FLAGS_OFFSET, VP8X_ALPHA = 20, 0x10
+
+
+def _with_webp_alpha_flag(data: bytes) -> bytes:
+    """`data` with the VP8X "has alpha" flag set.
+
+    libwebp's animation encoder crops each frame to the rectangle that is not transparent, so
+    a frame whose transparent part is on the canvas's edge is stored without alpha, the canvas
+    around it being transparent by definition; it then leaves the flag clear, and readers that
+    trust it (Pillow) show those parts black. The canvas does have transparency: say so.
+    """
+    if data[12:16] != b"VP8X" or data[VP8X_FLAGS_OFFSET] & VP8X_ALPHA:
+        return data
+    return data[:VP8X_FLAGS_OFFSET] + bytes([data[VP8X_FLAGS_OFFSET] | VP8X_ALPHA]) + data[VP8X_FLAGS_OFFSET + 1:]

@@ -1,7 +1,11 @@
 """`render_thumbnail`: source bytes in, encoded thumbnail bytes out, as a visible list of steps.
 
     open_source -> read_orientation -> plan_geometry -> reduce_on_load -> (load)
-        -> orient -> normalize_mode -> strip_metadata -> resize -> flatten -> encode
+        -> orient -> normalize_mode -> strip_metadata -> (crop_focus) -> resize -> apply_filters
+        -> pad -> flatten -> encode
+
+An animated source whose thumbnail can animate takes animation.py's branch instead: the same
+steps from normalize_mode to flatten, once per frame.
 
 Only stdlib and Pillow: the caller runs `render_thumbnail` in a render worker.
 """
@@ -19,12 +23,13 @@ from server.imaging.decode import (
     reduce_on_load,
     webp_is_lossless,
 )
+from server.imaging.animation import animated_frames, animation_format, render_animation
 from server.imaging.encode import EncoderSettings, choose_format, encode
 from server.imaging.geometry import Box, box_problem, decode_size, displayed_size, plan_geometry
-from server.imaging.steps import flatten, normalize_mode, orient, resize, strip_metadata
+from server.imaging.steps import Effects, crop_focus, finish_frame, normalize_mode, orient, strip_metadata
 
 #: Bumped whenever the same request could give other bytes (a step changed): part of every key.
-RENDERER_VERSION = "3"
+RENDERER_VERSION = "4"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +37,8 @@ class RenderRequest:
     """What to render. Sides are final pixel sizes (already multiplied by dpr).
 
     width/height: the box; None leaves that side free (contain only). format None means the
-    source's family. quality None means the encoder settings' default for the format.
+    source's family. quality None means the encoder settings' default for the format. effects:
+    gravity or focal point (cover only), background, filters, still.
     """
 
     width: int | None
@@ -41,6 +47,7 @@ class RenderRequest:
     format: str | None
     quality: int | None
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    effects: Effects = Effects()
 
     def __post_init__(self) -> None:
         # A malformed request is a caller bug, not a bad image: plain ValueError.
@@ -51,6 +58,8 @@ class RenderRequest:
             raise ValueError(f"format must be one of {OUTPUT_FORMATS}")
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise ValueError("quality must be within 1..100")
+        if (self.effects.focus is not None or self.effects.smart) and self.fit != "cover":
+            raise ValueError("a focus or smart crop needs fit cover")
 
     @property
     def box(self) -> Box:
@@ -80,6 +89,14 @@ def render_thumbnail(source: bytes, request: RenderRequest, *, limits: SourceLim
     are checked from the header, before any pixel is decoded. Blocking: run it in a worker.
     """
     image = open_source(source, limits)
+    frames = animated_frames(image, request.format, request.effects, limits)
+    if frames > 1:
+        output_format = animation_format(request.format, image.format) or "gif"
+        data, (width, height) = render_animation(
+            image, request.box, request.effects, frames, output_format=output_format,
+            quality=request.quality_for(output_format), settings=request.encoder,
+        )
+        return Rendered(data=data, format=output_format, width=width, height=height)
     with decoding():
         orientation = read_orientation(image)
         source_size = displayed_size(image.size, orientation)
@@ -93,7 +110,8 @@ def render_thumbnail(source: bytes, request: RenderRequest, *, limits: SourceLim
         pixels = normalize_mode(orient(image, orientation))
     icc_profile = strip_metadata(pixels)
     output_format = choose_format(request.format, image.format, pixels.mode)
-    thumbnail = flatten(resize(pixels, geometry, source_size), output_format)
+    geometry = plan_geometry(*source_size, request.box, crop_focus(pixels, geometry, source_size, request.effects))
+    thumbnail = finish_frame(pixels, geometry, source_size, request.effects, output_format)
     data = encode(
         thumbnail,
         output_format,

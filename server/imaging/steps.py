@@ -1,15 +1,44 @@
 """The pixel steps of a render, each a plain function from image to image, testable alone:
-orient -> normalize_mode -> strip_metadata -> resize -> flatten."""
+orient -> normalize_mode -> strip_metadata -> (smart_focus) -> resize -> apply_filters -> pad
+-> flatten. `finish_frame` runs the ones after decoding, once per frame of an animation."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from io import BytesIO
 
-from PIL import Image, ImageCms, ImageMath
+from PIL import Image, ImageCms, ImageFilter, ImageMath, ImageOps
 
 from server.formats import FORMATS
 from server.imaging.decode import TRANSPOSES, valid_icc_profile
-from server.imaging.geometry import Geometry
+from server.imaging.geometry import CENTRE, Geometry
+
+#: g:smart looks for detail on a grey copy whose longer side is at most this many pixels: enough
+#: to tell a subject from a flat background; the search on it is cheap, the shrink costs most.
+SMART_SIDE = 96
+#: Unsharp mask strength (percent of the difference added back) and threshold (none).
+SHARPEN_PERCENT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What a thumbnail does besides its box, fit and format: the URL's g:, fp:, bg:, filters, still.
+
+    focus: where a cover crop centres, thousandths of the displayed source's sides (None: the
+    centre); smart: find that point from the pixels instead (`smart_focus`). background:
+    "rrggbb" for pad's margins and for flattening alpha (None: transparent where the output
+    has alpha, else white). blur, sharpen: Gaussian sigma in tenths of an output pixel,
+    dpr already applied (0: none). gray: luminance only. still: an animation's first frame only.
+    """
+
+    focus: tuple[int, int] | None = None
+    smart: bool = False
+    background: str | None = None
+    blur: int = 0
+    sharpen: int = 0
+    gray: bool = False
+    still: bool = False
+
 
 # Resize in one pass when the shrink is small; above this ratio Pillow first box-reduces by an
 # integer factor, then resamples. 2.0 is Pillow's own choice for thumbnail().
@@ -107,18 +136,128 @@ def resize(image: Image.Image, geometry: Geometry, source_size: tuple[int, int])
     return image.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
 
 
-def flatten(image: Image.Image, output_format: str) -> Image.Image:
+def crop_focus(image: Image.Image, geometry: Geometry, source_size: tuple[int, int], effects: Effects) -> tuple[int, int]:
+    """Where a cover crop centres (thousandths): found in `image`'s pixels for g:smart, else the
+    URL's gravity or focal point, else the centre. `geometry` was planned for the centre."""
+    if effects.smart:
+        return smart_focus(image, geometry, source_size)
+    return effects.focus or CENTRE
+
+
+def smart_focus(image: Image.Image, geometry: Geometry, source_size: tuple[int, int]) -> tuple[int, int]:
+    """The focus (thousandths) whose cover crop of `geometry`'s size holds the most detail.
+
+    Detail is edge energy: the gradient magnitude (Pillow's FIND_EDGES Laplacian) of a grey copy
+    at most SMART_SIDE px long. A cover crop only slides along one axis, so the energy is summed
+    per column (or row) by a box resize to one row (column), and the window with the largest
+    sum wins; ties go to the window nearest the centre. Edge energy rather than entropy: entropy
+    of a window's histogram rewards noise and smooth gradients as much as a subject, needs a
+    histogram per window, and a flat background has neither edges nor entropy anyway.
+    """
+    if geometry.crop is None:
+        return 500, 500
+    src_w, src_h = source_size
+    left, top, right, bottom = geometry.crop
+    scale = SMART_SIDE / max(image.size)
+    small = image
+    if scale < 1:  # shrink first: the grey copy then costs a few KB, not a byte per source pixel
+        small = image.resize((max(3, round(image.width * scale)), max(3, round(image.height * scale))),
+                             Image.Resampling.BOX)
+    small = small.convert("L")
+    # FIND_EDGES copies the outermost pixels unfiltered: their brightness is not detail.
+    edges = ImageOps.expand(ImageOps.crop(small.filter(ImageFilter.FIND_EDGES), 1), 1, fill=0)
+    if right - left < src_w:  # the window slides horizontally
+        profile = list(edges.resize((edges.width, 1), Image.Resampling.BOX).tobytes())
+        start = _best_window(profile, (right - left) / src_w)
+        return round(1000 * (start + (right - left) / src_w * len(profile) / 2) / len(profile)), 500
+    profile = list(edges.resize((1, edges.height), Image.Resampling.BOX).tobytes())
+    start = _best_window(profile, (bottom - top) / src_h)
+    return 500, round(1000 * (start + (bottom - top) / src_h * len(profile) / 2) / len(profile))
+
+
+def _best_window(profile: list[int], fraction: float) -> float:
+    """The start (in profile cells) of the window `fraction` of the profile long with the most
+    energy; of equal windows the one nearest the centre."""
+    cells = len(profile)
+    window = max(1, min(cells, round(fraction * cells)))
+    best_key, best_start = None, 0
+    total = sum(profile[:window])
+    for start in range(cells - window + 1):
+        if start:
+            total += profile[start + window - 1] - profile[start - 1]
+        key = (total, -abs(2 * start + window - cells))
+        if best_key is None or key > best_key:
+            best_key, best_start = key, start
+    # The window in cells was rounded: scale its start back to the true fraction's room.
+    room = cells - window
+    return best_start * (cells - fraction * cells) / room if room else 0.0
+
+
+def apply_filters(image: Image.Image, effects: Effects) -> Image.Image:
+    """`image` blurred (Gaussian), sharpened (unsharp mask) and made grey, in that order.
+
+    Run on the output-sized image, so their cost follows the output; sigmas are in output
+    pixels with dpr applied, so a blur at @2x looks as it does at 1x. Alpha is filtered with
+    the colours (a blurred silhouette gets a soft edge); gray keeps alpha.
+    """
+    if effects.blur:
+        image = image.filter(ImageFilter.GaussianBlur(effects.blur / 10))
+    if effects.sharpen:
+        image = image.filter(ImageFilter.UnsharpMask(effects.sharpen / 10, SHARPEN_PERCENT, 0))
+    if effects.gray and image.mode in ("RGB", "RGBA"):
+        grey = image.convert("L")
+        image = grey if image.mode == "RGB" else Image.merge("LA", (grey, image.getchannel("A")))
+    return image
+
+
+def pad(image: Image.Image, geometry: Geometry, background: str | None) -> Image.Image:
+    """`image` centred on `geometry.canvas`: margins of `background` ("rrggbb"), or transparent.
+
+    The image keeps its own pixels, alpha included (a background only fills the margins; a
+    format without alpha flattens later). No canvas: `image` as it is.
+    """
+    if geometry.canvas is None or geometry.canvas == image.size:
+        return image
+    if background is None:
+        mode = "LA" if image.mode in ("L", "LA") else "RGBA"
+        fill: tuple[int, ...] = (0,) * len(mode)
+    else:
+        colour = _rgb(background)
+        grey = image.mode in ("L", "LA") and colour[0] == colour[1] == colour[2]
+        mode = ("L" if grey else "RGB") + ("A" if image.mode in ("LA", "RGBA") else "")
+        fill = (colour[:1] if grey else colour) + ((255,) if mode.endswith("A") else ())
+    canvas = Image.new(mode, geometry.canvas, fill)
+    position = ((canvas.width - image.width) // 2, (canvas.height - image.height) // 2)
+    canvas.paste(image if image.mode == mode else image.convert(mode), position)
+    return canvas
+
+
+def _rgb(background: str) -> tuple[int, int, int]:
+    return int(background[0:2], 16), int(background[2:4], 16), int(background[4:6], 16)
+
+
+def finish_frame(image: Image.Image, geometry: Geometry, source_size: tuple[int, int], effects: Effects,
+                 output_format: str) -> Image.Image:
+    """The steps after decoding, on one (decoded, upright, normalised) frame:
+    resize -> apply_filters -> pad -> flatten."""
+    thumbnail = apply_filters(resize(image, geometry, source_size), effects)
+    return flatten(pad(thumbnail, geometry, effects.background), output_format, effects.background)
+
+
+def flatten(image: Image.Image, output_format: str, background: str | None = None) -> Image.Image:
     """`image` in a mode `output_format` stores.
 
-    A format without alpha (JPEG) gets alpha flattened onto white. WebP and AVIF get RGB(A) for greyscale,
-    as their encoders would convert anyway; the explicit mode lets encode() see that a Gray
-    ICC profile no longer fits.
+    A format without alpha (JPEG) gets alpha flattened onto `background` ("rrggbb"), else white.
+    WebP and AVIF get RGB(A) for greyscale, as their encoders would convert anyway; the explicit
+    mode lets encode() see that a Gray ICC profile no longer fits.
     """
     mode = image.mode
     if not FORMATS[output_format].alpha and mode in ("LA", "RGBA"):
-        background = Image.new(mode[:-1], image.size, "white")
-        background.paste(image, mask=image.getchannel("A"))
-        return background
+        colour = _rgb(background) if background is not None else (255, 255, 255)
+        grey = mode == "LA" and colour[0] == colour[1] == colour[2]
+        base = Image.new("L" if grey else "RGB", image.size, colour[0] if grey else colour)
+        base.paste(image, mask=image.getchannel("A"))
+        return base
     if output_format in ("webp", "avif") and mode in ("L", "LA"):
         return image.convert("RGB" if mode == "L" else "RGBA")
     return image

@@ -3,8 +3,11 @@
 A key holds everything that decides the encoded bytes: the source's path and identity (its
 version), the normalised spec, the output format (or "source" when the source's family decides
 it), every effective encoder setting (configured qualities, speed/effort, metadata policy) and
-the renderer's version. The memory tier keys on the `ResultKey` itself (hashing a few small
-fields); the shared tiers and the ETag use its digest, which is the same on every node.
+the renderer's version. Whether a thumbnail animates is decided by those too: the source, the
+spec's `still`, the output format, and the animation limits (`limits.max_animation_frames`
+and the pixel limit), which the service writes into the encoder part. The memory tier keys on
+the `ResultKey` itself (hashing a few small fields); the shared tiers and the ETag use its
+digest, which is the same on every node.
 """
 
 from __future__ import annotations

@@ -113,7 +113,9 @@ class ThumbnailService(Generic[E]):
         self.memory = memory
         self.shared = shared
         self._make_entry = make_entry
-        self._encoder = options.encoder.describe()
+        # The animation limits decide whether a thumbnail animates: they name its bytes too.
+        limits = options.limits
+        self._encoder = f"{options.encoder.describe()};frames<={limits.max_frames},pixels<={limits.max_pixels}"
         self.renders = 0  # renders started in this process, for tests and /healthz
         # Specs repeat endlessly on real traffic; invalid ones raise and are not memoised.
         self._parse = lru_cache(maxsize=1024)(lambda text: parse_spec(text, options.rules))
@@ -204,6 +206,7 @@ class ThumbnailService(Generic[E]):
             format=plan.output_format,
             quality=spec.quality,
             encoder=self.options.encoder,
+            effects=spec.effects,
         )
         self.renders += 1
         started = time.perf_counter()
@@ -244,13 +247,17 @@ def _read_and_render(originals: OriginalStore, source: Source, request: RenderRe
 
     The peak is known from the header alone, before any pixel is decoded: the image at the
     scale its decoder will use (a JPEG's draft scale), at 4 bytes a pixel (Pillow's widest),
-    times the frames decoded (one: the pipeline renders an animation's first frame), times 3
-    for the pipeline's overlap (the decoded image, its oriented copy and its converted copy are
-    alive at once), plus the source's bytes. A bad header raises here, as the render would.
+    times 3 for the pipeline's overlap (the decoded image, its oriented copy and its converted
+    copy are alive at once; an animation decodes one frame at a time onto one canvas), plus an
+    animation's finished frames (animation_peak: all of them wait for the encoder), plus the
+    source's bytes. A bad header raises here, as the render would.
     """
     # Imported here: only render processes run this, and they have it preloaded.
     from server.formats import FORMATS
-    from server.imaging import decode_size, displayed_size, open_source, plan_geometry, read_orientation, reduce_on_load
+    from server.imaging import (
+        animated_frames, animation_peak, decode_size, displayed_size, open_source, plan_geometry, read_orientation,
+        reduce_on_load,
+    )
     from server.thumbnails.pool import announce_peak
 
     data = originals.read(source, max_bytes=limits.max_bytes)
@@ -258,8 +265,10 @@ def _read_and_render(originals: OriginalStore, source: Source, request: RenderRe
     # read_orientation decodes every source but a JPEG; elsewhere the orientation changes no size.
     orientation = read_orientation(header) if header.format in FORMATS["jpeg"].decoders else 1
     size = displayed_size(header.size, orientation)
-    reduce_on_load(header, decode_size(plan_geometry(*size, request.box), size), orientation)
+    geometry = plan_geometry(*size, request.box)
+    reduce_on_load(header, decode_size(geometry, size), orientation)
     width, height = header.size  # at the decoder's scale now
-    frames, overlap = 1, 3
-    announce_peak(width * height * 4 * frames * overlap + len(data))
+    frames = animated_frames(header, request.format, request.effects, limits)
+    overlap = 3
+    announce_peak(width * height * 4 * overlap + animation_peak(geometry, frames) + len(data))
     return render_thumbnail(data, request, limits=limits)

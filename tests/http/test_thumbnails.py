@@ -283,7 +283,7 @@ class TestErrors:
     async def test_openapi_documents_image_media_types(self, client: httpx.AsyncClient) -> None:
         spec = (await client.get("/openapi.json")).json()
         content = spec["paths"]["/thumb/{spec}/{path}"]["get"]["responses"]["200"]["content"]
-        assert set(content) == {"image/jpeg", "image/png", "image/webp", "image/avif"}
+        assert set(content) == {"image/jpeg", "image/png", "image/webp", "image/avif", "image/gif"}
 
 
 class TestResultKeys:

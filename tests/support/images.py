@@ -655,3 +655,69 @@ def webp_chunk_bomb(chunks: int = 800_000) -> bytes:
     image = webp_bytes((16, 16), color="gray", icc=True)
     body = image[8:] + b"XTRA\x00\x00\x00\x00" * chunks
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+# --- images whose right crop, filter or animation is known (the features of issue 12) --------
+
+
+def subject_at(size: Size, point: tuple[float, float], *, subject: int = 16, base: Color = (20, 20, 40)) -> Image.Image:
+    """A dark image with a white `subject` px square centred on `point` (fractions of the sides),
+    kept inside the image: where a gravity or focal point should keep it."""
+    width, height = size
+    image = Image.new("RGB", size, base)
+    left = min(max(round(point[0] * width) - subject // 2, 0), width - subject)
+    top = min(max(round(point[1] * height) - subject // 2, 0), height - subject)
+    image.paste((255, 255, 255), (left, top, left + subject, top + subject))
+    return image
+
+
+def detail_on_flat(size: Size, box: tuple[int, int, int, int], *, seed: int = 0) -> Image.Image:
+    """A flat grey image with seeded noise inside `box` (left, top, right, bottom): the one
+    detailed region a smart crop should find."""
+    image = Image.new("RGB", size, (128, 128, 128))
+    image.paste(noise((box[2] - box[0], box[3] - box[1]), seed=seed), box[:2])
+    return image
+
+
+def step_edge(size: Size, *, low: int = 0, high: int = 255) -> Image.Image:
+    """Greyscale RGB: `low` left of the vertical centre line, `high` right of it (a known edge)."""
+    width, height = size
+    image = Image.new("RGB", size, (low,) * 3)
+    image.paste((high,) * 3, (width // 2, 0, width, height))
+    return image
+
+
+#: Frame colours of `numbered_animation`: far apart, so each survives GIF palettes and lossy WebP.
+FRAME_COLOURS = ((230, 30, 30), (30, 200, 30), (30, 30, 230), (230, 200, 30), (200, 30, 200), (30, 200, 200))
+
+
+def numbered_animation(
+    format: str,
+    *,
+    frames: int = 4,
+    size: Size = (64, 48),
+    durations: Sequence[int] = (100, 200, 300, 400, 500, 600),
+    loop: int | None = 3,
+    transparent: bool = False,
+) -> bytes:
+    """An animated GIF or WebP: frame i is FRAME_COLOURS[i] with a white 8x8 mark at x = 8 * i
+    (its number), shown durations[i] ms; `transparent` clears the right quarter of every frame."""
+    width, height = size
+    pictures = []
+    for index in range(frames):
+        picture = Image.new("RGBA", size, FRAME_COLOURS[index % len(FRAME_COLOURS)] + (255,))
+        picture.paste((255, 255, 255, 255), (8 * index, 0, 8 * index + 8, 8))
+        if transparent:
+            picture.paste((0, 0, 0, 0), (width * 3 // 4, 0, width, height))
+        pictures.append(picture)
+    params: dict[str, object] = {"save_all": True, "append_images": pictures[1:], "duration": list(durations[:frames])}
+    if loop is not None:
+        params["loop"] = loop
+    if format.upper() == "GIF":
+        params["disposal"] = 2 if transparent else 1
+        return to_bytes(pictures[0], "GIF", **params)
+    params["lossless"] = True
+    data = to_bytes(pictures[0], "WEBP", **params)
+    # libwebp leaves the VP8X alpha flag clear when it crops the transparency off every frame
+    # (see server/imaging/encode.py); the source must say it has alpha, as real ones do.
+    return data[:20] + bytes([data[20] | 0x10]) + data[21:] if transparent else data

@@ -35,6 +35,7 @@ class TestDefaults:
         assert settings.limits.max_source_pixels == 50_000_000
         assert settings.limits.max_source_bytes == 104857600
         assert (settings.limits.render_workers, settings.limits.render_queue) == (2, 64)
+        assert settings.limits.max_animation_frames == 100
         assert settings.http.cache_control_originals == "max-age=86400"
         assert settings.http.cache_control_thumbnails == "max-age=604800"
 
@@ -88,6 +89,7 @@ ERRORS = [
     ("server: {workers: 0}\n", {}, "server.workers: input should be greater than 0"),
     ("cache: {max_bytes: -1}\n", {}, "cache.max_bytes: input should be greater than 0"),
     ("limits: {max_source_pixels: 0}\n", {}, "limits.max_source_pixels:"),
+    ("limits: {max_animation_frames: 0}\n", {}, "limits.max_animation_frames:"),
     ("thumbnails: {quality: {jpeg: 101}}\n", {}, "thumbnails.quality.jpeg:"),
     ("thumbnails: {auto_formats: [gif]}\n", {}, "thumbnails.auto_formats.0:"),
     ("thumbnails: {allowed_sizes: [big]}\n", {}, "thumbnails.allowed_sizes:"),

@@ -46,7 +46,7 @@ def render(source: bytes, *, limits: SourceLimits = LIMITS, **spec: object) -> R
 def decode(rendered: Rendered) -> Image.Image:
     """The output as a reader sees it; checks that the bytes are the format announced."""
     image = Image.open(BytesIO(rendered.data))
-    assert image.format == {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}[rendered.format]
+    assert image.format == {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF"}[rendered.format]
     assert image.size == (rendered.width, rendered.height)
     image.load()
     return image
@@ -127,7 +127,7 @@ class TestRequestValidation:
             {"fit": "stretch"},
             {"fit": "cover", "height": None},
             {"fit": "fill", "width": None},
-            {"format": "gif"},
+            {"format": "tiff"},
             {"quality": 0},
             {"quality": 101},
         ],
@@ -369,14 +369,15 @@ class TestAlpha:
 
 
 class TestAnimation:
-    """Animated sources give their first frame, without visiting the others."""
+    """Animated sources made still (a still output format, or too many frames) give their first
+    frame, without visiting the others. Animated output: tests/unit/test_animation.py."""
 
     def test_gif_gives_its_first_frame(self):
-        out = decode(render(images.gif_bytes(["red", "lime", "blue"]), width=16, height=None))
+        out = decode(render(images.gif_bytes(["red", "lime", "blue"]), width=16, height=None, format="png"))
         assert close_to(out.convert("RGB").getpixel((8, 6)), RED, 0)
 
     def test_gif_first_frame_keeps_its_transparency(self):
-        out = decode(render(images.gif_bytes(["red", "blue"], transparent=True), width=32, height=None))
+        out = decode(render(images.gif_bytes(["red", "blue"], transparent=True), width=32, height=None, format="png"))
         assert out.mode == "RGBA"
         assert out.getpixel((4, 4)) == (255, 0, 0, 255)
         assert out.getpixel((28, 4))[3] == 0
@@ -405,14 +406,15 @@ class TestFormats:
         [
             (images.jpeg_bytes(), "jpeg"),
             (images.png_bytes(mode="RGB"), "png"),
-            (images.gif_bytes(), "png"),
+            (images.gif_bytes(), "gif"),
+            (images.gif_bytes(["red"]), "png"),
             (images.webp_bytes(), "webp"),
             (images.avif_bytes(), "avif"),
             (images.tiff_bytes(mode="RGB"), "jpeg"),
             (images.bmp_bytes(), "jpeg"),
             (images.bmp_bytes(mode="P"), "jpeg"),
         ],
-        ids=["jpeg", "png", "gif", "webp", "avif", "tiff", "bmp", "bmp-palette"],
+        ids=["jpeg", "png", "gif-animated", "gif-still", "webp", "avif", "tiff", "bmp", "bmp-palette"],
     )
     def test_source_family_is_the_default(self, source, family):
         rendered = render(source, width=32, height=None)
@@ -469,7 +471,7 @@ class TestReduceOnLoad:
             seen.append(image.size)
             return original(image, geometry, source_size)
 
-        monkeypatch.setattr(imaging.pipeline, "resize", spy)
+        monkeypatch.setattr(imaging.steps, "resize", spy)
         out = decode(render(photo_24mp, width=320, height=None, format="jpeg"))
         assert out.size == (320, 213)
         assert seen == [(750, 500)]

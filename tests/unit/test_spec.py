@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from server.imaging import Effects
 from server.thumbnails.spec import InvalidSpec, Preset, SpecRules, ThumbSpec, parse_spec
 
 DEFAULTS = SpecRules(presets={"small": Preset(160, 160, "cover")})
@@ -30,6 +31,36 @@ VALID = [
     ("small@2x", ThumbSpec(320, 320, "cover", None, None), "320x320,cover"),
     ("small,contain", ThumbSpec(160, 160, "contain", None, None), "160x160,contain"),
     ("320x240,jpeg,q082", ThumbSpec(320, 240, "contain", "jpeg", 82), "320x240,contain,jpeg,q82"),
+    ("320x240,gif", ThumbSpec(320, 240, "contain", "gif", None), "320x240,contain,gif"),
+    # gravity and focal point: compass points are focus points; the centre is the default.
+    ("400x400,cover,g:smart", ThumbSpec(400, 400, "cover", None, None, Effects(smart=True)), "400x400,cover,g:smart"),
+    ("40x40,cover,g:ne", ThumbSpec(40, 40, "cover", None, None, Effects(focus=(1000, 0))), "40x40,cover,g:ne"),
+    ("40x40,g:sw,cover", ThumbSpec(40, 40, "cover", None, None, Effects(focus=(0, 1000))), "40x40,cover,g:sw"),
+    ("40x40,cover,g:c", ThumbSpec(40, 40, "cover", None, None), "40x40,cover"),
+    ("40x40,cover,fp:0.5:0.5", ThumbSpec(40, 40, "cover", None, None), "40x40,cover"),
+    ("40x40,cover,fp:1:0.000", ThumbSpec(40, 40, "cover", None, None, Effects(focus=(1000, 0))), "40x40,cover,g:ne"),
+    ("400x300,cover,fp:0.3:0.6", ThumbSpec(400, 300, "cover", None, None, Effects(focus=(300, 600))),
+     "400x300,cover,fp:0.3:0.6"),
+    ("4x3,cover,fp:0.125:1.0", ThumbSpec(4, 3, "cover", None, None, Effects(focus=(125, 1000))), "4x3,cover,fp:0.125:1"),
+    ("small,g:n", ThumbSpec(160, 160, "cover", None, None, Effects(focus=(500, 0))), "160x160,cover,g:n"),
+    # pad and bg: (lowercased); bg: also serves flatten, with any fit.
+    ("300x300,pad,bg:00FF00", ThumbSpec(300, 300, "pad", None, None, Effects(background="00ff00")),
+     "300x300,pad,bg:00ff00"),
+    ("300x,jpeg,bg:000000", ThumbSpec(300, None, "contain", "jpeg", None, Effects(background="000000")),
+     "300x,contain,jpeg,bg:000000"),
+    # filters: sigmas in hundredths of an output pixel, dpr applied.
+    ("600x,blur:8", ThumbSpec(600, None, "contain", None, None, Effects(blur=80)), "600x,contain,blur:8"),
+    ("300x@2x,blur:8", ThumbSpec(600, None, "contain", None, None, Effects(blur=160)), "600x,contain,blur:16"),
+    ("100x@1.5x,sharpen:0.3", ThumbSpec(150, None, "contain", None, None, Effects(sharpen=5)),
+     "150x,contain,sharpen:0.5"),
+    ("10x,blur:100,sharpen:10", ThumbSpec(10, None, "contain", None, None, Effects(blur=1000, sharpen=100)),
+     "10x,contain,blur:100,sharpen:10"),
+    ("10x,gray,still", ThumbSpec(10, None, "contain", None, None, Effects(gray=True, still=True)),
+     "10x,contain,gray,still"),
+    # every kind in a scrambled order: one canonical order.
+    ("still,gray,sharpen:1,blur:2,bg:ABCDEF,g:se,q50,webp,cover".replace("still,", "20x20,still,", 1),
+     ThumbSpec(20, 20, "cover", "webp", 50, Effects((1000, 1000), False, "abcdef", 20, 10, True, True)),
+     "20x20,cover,webp,q50,g:se,bg:abcdef,blur:2,sharpen:1,gray,still"),
 ]
 
 INVALID = [
@@ -50,7 +81,7 @@ INVALID = [
     ("320x240,q101", "q1 to q100"),
     ("320x240,q1000", "unknown modifier"),
     ("320x240,q", "unknown modifier"),
-    ("320x240,gif", "unknown modifier"),
+    ("320x240,tiff", "unknown modifier"),
     ("320x240,COVER", "unknown modifier"),
     ("320x,cover", "needs both"),
     ("x240,fill", "needs both"),
@@ -67,6 +98,38 @@ INVALID = [
     ("99999999x1", "not a size"),
     ("large", "nor a preset"),
     ("a" * 300, "overlong"),
+    ("320x240,tiff", "unknown modifier"),
+    ("320x240,g:ne", "only applies to cover"),
+    ("320x240,pad,fp:0.1:0.1", "only applies to cover"),
+    ("320x240,cover,g:north", "not a gravity"),
+    ("320x240,cover,g:", "not a gravity"),
+    ("320x240,cover,g:NE", "not a gravity"),
+    ("320x240,cover,g:n,g:s", "given twice"),
+    ("320x240,cover,g:n,fp:0.1:0.1", "given twice"),
+    ("320x240,cover,fp:0.1", "not a focal point"),
+    ("320x240,cover,fp:1.1:0", "not a focal point"),
+    ("320x240,cover,fp:0.1234:0", "not a focal point"),
+    ("320x240,cover,fp:.5:0", "not a focal point"),
+    ("320x240,cover,fp:-0.1:0", "not a focal point"),
+    ("320x240,cover,fp:0.1:0.1:0.1", "not a focal point"),
+    ("320x,pad", "needs both"),
+    ("320x240,pad,cover", "fit given twice"),
+    ("320x240,bg:fff", "6 hex digits"),
+    ("320x240,bg:gggggg", "6 hex digits"),
+    ("320x240,bg:000000,bg:ffffff", "given twice"),
+    ("320x240,blur:0", "0.1 to 100"),
+    ("320x240,blur:0.0", "0.1 to 100"),
+    ("320x240,blur:100.1", "0.1 to 100"),
+    ("320x240,blur:1.25", "at most one decimal"),
+    ("320x240,blur:", "0.1 to 100"),
+    ("320x240,blur:1e1", "0.1 to 100"),
+    ("320x240,sharpen:10.1", "0.1 to 10"),
+    ("320x240,blur:1,blur:2", "blur given twice"),
+    ("320x240,gray,gray", "gray given twice"),
+    ("320x240,still,still", "still given twice"),
+    ("320x240,grey", "unknown modifier"),
+    ("320x240@2x,blur:60", "times dpr must be at most 100"),
+    ("320x240@1.5x,sharpen:7", "times dpr must be at most 10"),
 ]
 
 

@@ -1,0 +1,105 @@
+"""Animated thumbnails: every frame of a GIF or WebP through the same steps as a still image.
+
+    animated_frames(image, ...)  how many frames a thumbnail shows (1: render it still)
+    animation_peak(...)          what its frames hold in memory beyond the decoded canvas
+    render_animation(image, ...) decode each frame, finish it (resize, crop, filters, pad,
+                                 flatten), encode them all once with their durations and loop
+
+Pillow composites each frame onto the canvas as it seeks (it applies the source's disposal),
+so every frame arrives whole; the encoders then store only what changed. GIF output keeps each
+frame's disposal method too; the WebP encoder chooses its own (libwebp's animation encoder does).
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from server.formats import FORMATS, format_for_decoder
+from server.imaging.decode import SourceLimits, decoding, read_orientation, valid_icc_profile
+from server.imaging.encode import EncoderSettings, encode_animation
+from server.imaging.errors import ImageError
+from server.imaging.geometry import Box, Geometry, displayed_size, plan_geometry
+from server.imaging.steps import Effects, crop_focus, finish_frame, normalize_mode, orient
+
+#: Bytes a pixel takes in each kept frame (RGBA), and how many copies of the frames are alive
+#: at the peak: the finished frames, and the encoder's converted copy of each.
+FRAME_BYTES, FRAME_COPIES = 4, 2
+
+
+def animation_format(requested: str | None, source_format: str | None) -> str | None:
+    """The format of an animated thumbnail of a `source_format` source (Pillow's decoder name),
+    or None when it must be still: the requested format when it can animate, else the source's
+    own (GIF -> GIF, WebP -> WebP). JPEG, PNG and AVIF output are always still."""
+    source = format_for_decoder(source_format)
+    if source is None or not source.animation:
+        return None
+    name = requested or source.name
+    return name if FORMATS[name].animation else None
+
+
+def animated_frames(image: Image.Image, requested: str | None, effects: Effects, limits: SourceLimits) -> int:
+    """How many frames a thumbnail of the opened `image` shows: every frame of an animated GIF
+    or WebP whose output can animate, within `limits.max_frames` and with all frames' pixels
+    within `limits.max_pixels`; else 1 (the first frame). Reads headers only, no pixels."""
+    if effects.still or animation_format(requested, image.format) is None:
+        return 1
+    try:
+        with decoding():
+            frames = getattr(image, "n_frames", 1)
+    except ImageError:  # a broken later frame: the first one is still a thumbnail
+        return 1
+    width, height = image.size
+    if frames < 2 or frames > limits.max_frames or frames * width * height > limits.max_pixels:
+        return 1
+    return frames
+
+
+def animation_peak(geometry: Geometry, frames: int) -> int:
+    """The bytes an animation of `frames` frames of `geometry` keeps beyond its decoded canvas
+    (0 for a still image): every finished frame waits for the encoder, which converts each once."""
+    if frames < 2:
+        return 0
+    width, height = geometry.canvas or (geometry.width, geometry.height)
+    return FRAME_BYTES * FRAME_COPIES * width * height * frames
+
+
+def render_animation(
+    image: Image.Image, box: Box, effects: Effects, frames: int, *, output_format: str, quality: int,
+    settings: EncoderSettings,
+) -> tuple[bytes, tuple[int, int]]:
+    """`frames` frames of the opened `image`, each through finish_frame, encoded as one
+    `output_format` (animation_format's choice) animation; returns its bytes and size.
+
+    A frame that fails to decode after the first ends the animation there (a truncated file
+    plays what it has, as browsers do).
+    """
+    with decoding():
+        orientation = read_orientation(image)
+        icc_profile = valid_icc_profile(image.info.get("icc_profile"))
+        loop = image.info.get("loop")
+    source_size = displayed_size(image.size, orientation)
+    geometry = plan_geometry(*source_size, box)
+    finished: list[Image.Image] = []
+    durations: list[int] = []
+    disposals: list[int] = []
+    for index in range(frames):
+        try:
+            with decoding():
+                image.seek(index)
+                image.load()
+                pixels = normalize_mode(orient(image, orientation))
+        except ImageError:
+            if index == 0:
+                raise
+            break
+        if index == 0:  # one crop for every frame, so the animation does not wander
+            geometry = plan_geometry(*source_size, box, crop_focus(pixels, geometry, source_size, effects))
+        frame = finish_frame(pixels, geometry, source_size, effects, output_format)
+        finished.append(frame.copy() if frame is image else frame)  # the canvas changes at the next seek
+        durations.append(int(image.info.get("duration", 0) or 0))
+        disposals.append(int(getattr(image, "disposal_method", 0) or 0))
+    data = encode_animation(
+        finished, output_format, durations=durations, disposals=disposals, loop=loop,
+        quality=quality, icc_profile=icc_profile, settings=settings,
+    )
+    return data, finished[0].size
