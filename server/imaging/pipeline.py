@@ -1,7 +1,11 @@
 """`render_thumbnail`: source bytes in, encoded thumbnail bytes out, as a visible list of steps.
 
-    open_source -> read_orientation -> plan_geometry -> reduce_on_load -> (load)
-        -> orient -> normalize_mode -> strip_metadata -> resize -> flatten -> encode
+    open_source -> read_facts -> decode_class -> decode_intermediate
+        (scaled decode or draft + load -> orient -> normalize_mode -> strip_metadata)
+    -> render_from (plan_geometry -> resize -> flatten -> encode)
+
+The intermediate depends only on the source and its class (intermediate.py), so a render process
+may keep it and cut every other size and format of that source from it, with the same bytes.
 
 Only stdlib and Pillow: the caller runs `render_thumbnail` in a render worker.
 """
@@ -11,20 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from server.formats import FORMATS, OUTPUT_FORMATS
-from server.imaging.decode import (
-    SourceLimits,
-    decoding,
-    open_source,
-    read_orientation,
-    reduce_on_load,
-    webp_is_lossless,
-)
-from server.imaging.encode import EncoderSettings, choose_format, encode
-from server.imaging.geometry import Box, box_problem, decode_size, displayed_size, plan_geometry
-from server.imaging.steps import flatten, normalize_mode, orient, resize, strip_metadata
+from server.imaging.decode import SourceLimits, decoding, open_source
+from server.imaging.encode import EncoderSettings
+from server.imaging.geometry import Box, box_problem
+from server.imaging.intermediate import Intermediate, decode_class, decode_intermediate, read_facts, thumbnail_from
 
 #: Bumped whenever the same request could give other bytes (a step changed): part of every key.
-RENDERER_VERSION = "3"
+RENDERER_VERSION = "4"  # 4: JPEG sources decoded at any M/8 scale (simplejpeg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,33 +71,21 @@ class Rendered:
 
 
 def render_thumbnail(source: bytes, request: RenderRequest, *, limits: SourceLimits) -> Rendered:
-    """Render `source` as `request` describes.
+    """Render `source` as `request` describes: decode its intermediate, then cut the thumbnail.
 
     Raises UndecodableImage or SourceTooLarge for any bad input, and nothing else; size limits
     are checked from the header, before any pixel is decoded. Blocking: run it in a worker.
     """
-    image = open_source(source, limits)
+    header = open_source(source, limits)
     with decoding():
-        orientation = read_orientation(image)
-        source_size = displayed_size(image.size, orientation)
-        geometry = plan_geometry(*source_size, request.box)
-        reduce_on_load(image, decode_size(geometry, source_size), orientation)
-        # The source is already in memory: hand it to the decoder in one block rather than
-        # 64 KiB ones, so the GIL is released and re-taken once per image, not ~100 times
-        # (each re-take may wait for the event loop's thread).
-        image.decodermaxblock = max(image.decodermaxblock, len(source))
-        image.load()
-        pixels = normalize_mode(orient(image, orientation))
-    icc_profile = strip_metadata(pixels)
-    output_format = choose_format(request.format, image.format, pixels.mode)
-    thumbnail = flatten(resize(pixels, geometry, source_size), output_format)
-    data = encode(
-        thumbnail,
-        output_format,
-        quality=request.quality_for(output_format),
-        icc_profile=icc_profile,
-        settings=request.encoder,
-        # The source's own family, from a lossless WebP: keep it lossless.
-        lossless=request.format is None and image.format == "WEBP" and webp_is_lossless(source),
+        facts = read_facts(header)
+        intermediate = decode_intermediate(header, source, facts, decode_class(facts, request.box))
+    return render_from(intermediate, request)
+
+
+def render_from(intermediate: Intermediate, request: RenderRequest) -> Rendered:
+    """The thumbnail `request` describes, cut from `intermediate` (fresh or kept: same bytes)."""
+    data, output_format, thumbnail = thumbnail_from(
+        intermediate, request.box, output=request.format, quality=request.quality, settings=request.encoder
     )
     return Rendered(data=data, format=output_format, width=thumbnail.width, height=thumbnail.height)
