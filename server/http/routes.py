@@ -57,6 +57,7 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
             "cache": asdict(thumbnails.memory.stats()),
             "shared": await thumbnails.shared.stats() if thumbnails.shared is not None else {"kind": "none"},
             "renders": {"started": thumbnails.renders, "in_flight": thumbnails.pool.in_flight},
+            "intermediates": {"decoded": thumbnails.intermediates_decoded, "reused": thumbnails.intermediates_reused},
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 

@@ -64,6 +64,7 @@ class Rendered:
     format: str
     width: int
     height: int
+    reused: bool = False  # cut from a kept intermediate (no decode); the bytes are the same
 
     @property
     def media_type(self) -> str:
