@@ -469,7 +469,7 @@ class TestReduceOnLoad:
             seen.append(image.size)
             return original(image, geometry, source_size)
 
-        monkeypatch.setattr(imaging.pipeline, "resize", spy)
+        monkeypatch.setattr(imaging.intermediate, "resize", spy)
         out = decode(render(photo_24mp, width=320, height=None, format="jpeg"))
         assert out.size == (320, 213)
         assert seen == [(750, 500)]
