@@ -8,7 +8,9 @@ The public face of the package; the modules behind it are one step each::
     geometry.py  plan_geometry, decode_size, displayed_size       (pure arithmetic)
     steps.py     orient, normalize_mode, strip_metadata, resize, flatten
     encode.py    choose_format, EncoderSettings, encode
-    pipeline.py  render_thumbnail running the steps in order
+    intermediate.py  read_facts, decode_class, decode_intermediate,  (a source decoded once per M/8
+                 thumbnail_from                                    class; JPEG scaled by simplejpeg)
+    pipeline.py  render_thumbnail running the steps in order; render_from an intermediate
     errors.py    ImageError > UndecodableImage > ContainerBomb; ImageError > SourceTooLarge
 """
 
