@@ -32,6 +32,7 @@ from render_loop import UNBOUNDED, contain
 from scenarios import DEFAULT_CACHE_BYTES, SRCSET, SRCSET_WIDTHS, Scenario, Timing
 
 BENCH_DIR = Path(__file__).resolve().parent
+RENDER_NICE = 10  # server.thumbnails.pool.RenderPool's default `nice`
 REPO = BENCH_DIR.parent
 HIT_SPEC = "320x"
 
@@ -406,6 +407,10 @@ class InProcess:
         command = [
             str(self._python), str(BENCH_DIR / "render_loop.py"), "--engine", self.engine,
             *(["--srcset", *SRCSET] if scenario.family else []),
+            # Our renders run at nice 10 (RenderPool's default, so the event loop wins the CPU):
+            # the floor runs at the same priority, so that other load on the machine weighs on
+            # both alike (on an idle machine it changes nothing).
+            "--nice", str(RENDER_NICE),
             "--dir", str(self.env.corpus.root / scenario.source), "--pattern", LINK_PATTERN,
             "--count", str(self.env.names(scenario)), "--width", str(width),
             "--threads", str(self.env.nproc), "--seconds", str(scenario.seconds(self.env.timing)),

@@ -34,6 +34,8 @@ REDUCING_GAP = 2.0  # as the server's resize (and Pillow's thumbnail()) use
 
 def main() -> None:
     args = _parse_args()
+    if args.nice:
+        os.nice(args.nice)
     render = ENGINES[args.engine]()
     names = _Names(Path(args.dir), args.pattern, args.count, variants=_variants(args))
     box = (args.width, args.height or UNBOUNDED)
@@ -197,6 +199,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--nice", type=int, default=0, help="lower this process's priority by this much")
     parser.add_argument("--srcset", nargs="+", metavar="SPEC", help="WIDTHx,FORMAT per thumbnail of every name")
     return parser.parse_args()
 
