@@ -37,6 +37,9 @@ class Target:
     first: int = 0
     count: int = 0
     header: tuple[str, str] | None = None
+    # A family target: the pattern has "%s" for one of these specs, then the name's index;
+    # request k asks for name first + k // len(specs) as specs[k % len(specs)].
+    specs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if bool(self.path) == bool(self.pattern):
@@ -46,11 +49,13 @@ class Target:
         """The arguments ``wrk_target.lua`` expects after ``--``."""
         if self.path:
             return ["fixed", self.path, *(self.header or ())]
+        if self.specs:
+            return ["family", self.pattern, str(self.first), str(self.count), str(threads), *self.specs]
         return ["distinct", self.pattern, str(self.first), str(self.count), str(threads)]
 
     def shifted(self, first: int, count: int) -> Target:
         """The same pattern over another index range (warm-ups use names a run won't)."""
-        return Target(pattern=self.pattern, first=first, count=count)
+        return Target(pattern=self.pattern, first=first, count=count, specs=self.specs)
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ from load import Probe, Target, probe
 from PIL import Image
 from process import StartFailed, free_port, redis_server, service
 from render_loop import UNBOUNDED, contain
-from scenarios import DEFAULT_CACHE_BYTES, Scenario, Timing
+from scenarios import DEFAULT_CACHE_BYTES, SRCSET, SRCSET_WIDTHS, Scenario, Timing
 
 BENCH_DIR = Path(__file__).resolve().parent
+RENDER_NICE = 10  # server.thumbnails.pool.RenderPool's default `nice`
 REPO = BENCH_DIR.parent
 HIT_SPEC = "320x"
 
@@ -187,6 +188,8 @@ class OurServer(HttpSubject):
         return env
 
     def target(self, scenario: Scenario, base_url: str) -> Target:
+        if scenario.family:
+            return _family(scenario, self.env, base_url)
         if scenario.cold:
             return _distinct(scenario, self.env, base_url, f"/thumb/{_spec(scenario.box)}")
         if scenario.request == "hit":
@@ -206,11 +209,27 @@ class OurServer(HttpSubject):
 
     @staticmethod
     def stats(base_url: str) -> dict:
-        """The server's /healthz JSON (cache and render counters); empty if unreadable."""
+        """The server's counters from /metrics (every worker summed), in the shape the report
+        reads: {"cache": {"hits"}, "shared": {"hits", "kind"}, "intermediates": {...}}; empty if
+        unreadable."""
+        from prometheus_client.parser import text_string_to_metric_families
+
         try:
-            return json.loads(probe(base_url + "/healthz").body)
+            text = probe(base_url + "/metrics").body.decode()
+            found = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                     for family in text_string_to_metric_families(text) for sample in family.samples}
         except (OSError, ValueError):
             return {}
+
+        def count(name: str, **labels: str) -> int:
+            return int(found.get((name, tuple(sorted(labels.items()))), 0))
+
+        return {
+            "cache": {"hits": count("thumbserver_cache_lookups_total", tier="memory", result="hit")},
+            "shared": {"hits": count("thumbserver_cache_lookups_total", tier="shared", result="hit"), "kind": "shared"},
+            "intermediates": {result: count("thumbserver_intermediates_total", result=result)
+                              for result in ("decoded", "reused")},
+        }
 
 
 class Thumbor(HttpSubject):
@@ -328,6 +347,7 @@ class StarletteCeiling(HttpSubject):
     """``ceiling_app.py`` under uvicorn, as many workers as our server: the framework ceiling."""
 
     name, label = "starlette", "bare Starlette"
+    app = "app"
 
     def install(self, debian: tools.Debian) -> None:
         done = subprocess.run([sys.executable, "-c", "import starlette, uvicorn"],
@@ -343,7 +363,7 @@ class StarletteCeiling(HttpSubject):
     @contextmanager
     def serving(self, scenario: Scenario) -> Iterator[Running]:
         port = free_port()
-        command = [sys.executable, "-m", "uvicorn", "ceiling_app:app", "--app-dir", str(BENCH_DIR),
+        command = [sys.executable, "-m", "uvicorn", f"ceiling_app:{self.app}", "--app-dir", str(BENCH_DIR),
                    "--host", "127.0.0.1", "--port", str(port), "--workers", str(self.env.workers),
                    "--no-access-log", "--no-server-header", "--log-level", "warning"]
         env = dict(os.environ, BENCH_STATIC_DIR=str(self.env.static_dir))
@@ -353,6 +373,13 @@ class StarletteCeiling(HttpSubject):
 
     def target(self, scenario: Scenario, base_url: str) -> Target:
         return _static_target(scenario, base_url)
+
+
+class RawAsgiCeiling(StarletteCeiling):
+    """``ceiling_app:raw`` under uvicorn: no framework, our hit's bytes and headers from memory."""
+
+    name, label = "asgi", "raw ASGI app"
+    app = "raw"
 
 
 @dataclass(frozen=True)
@@ -395,6 +422,11 @@ class InProcess:
         width, height = scenario.box
         command = [
             str(self._python), str(BENCH_DIR / "render_loop.py"), "--engine", self.engine,
+            *(["--srcset", *SRCSET] if scenario.family else []),
+            # Our renders run at nice 10 (RenderPool's default, so the event loop wins the CPU):
+            # the floor runs at the same priority, so that other load on the machine weighs on
+            # both alike (on an idle machine it changes nothing).
+            "--nice", str(RENDER_NICE),
             "--dir", str(self.env.corpus.root / scenario.source), "--pattern", LINK_PATTERN,
             "--count", str(self.env.names(scenario)), "--width", str(width),
             "--threads", str(self.env.nproc), "--seconds", str(scenario.seconds(self.env.timing)),
@@ -409,6 +441,10 @@ class InProcess:
             raise TargetBroken(f"render_loop failed: {_tail(done.stderr)}")
         result = Rendered(**json.loads(done.stdout.strip().splitlines()[-1]))
         self._version = result.version
+        if scenario.family:
+            if sorted({width for width, _ in result.sizes}) != list(SRCSET_WIDTHS):
+                raise TargetBroken(f"the srcset renders {sorted(result.sizes)}")
+            return result
         for size in result.sizes:
             _check_size(size, scenario, self.env)
         return result
@@ -448,7 +484,7 @@ def build_subjects(env: Environment) -> dict[str, HttpSubject | InProcess]:
     """Every subject by name, not yet installed."""
     subjects: list[HttpSubject | InProcess] = [
         OurServer(env), InProcess(env, "pillow"), InProcess(env, "pyvips"),
-        Thumbor(env), Nginx(env), StarletteCeiling(env),
+        Thumbor(env), Nginx(env), StarletteCeiling(env), RawAsgiCeiling(env),
     ]
     if env.baseline is not None:
         subjects.insert(1, Baseline(env))
@@ -477,6 +513,21 @@ def _distinct(scenario: Scenario, env: Environment, base_url: str, prefix: str) 
     except OSError as error:
         raise TargetBroken(f"{target.pattern % 0} is not an image: {error}") from error
     _check_size(size, scenario, env)
+    return target
+
+
+def _family(scenario: Scenario, env: Environment, base_url: str) -> Target:
+    """The srcset target: every name in every spec of SRCSET, checked on the first name."""
+    target = Target(pattern=f"/thumb/%s/{scenario.source}/{LINK_PATTERN}", first=0,
+                    count=env.names(scenario), specs=SRCSET)
+    for spec in SRCSET:
+        answer = _expect(base_url + target.pattern % (spec, 0), 200)
+        try:
+            size = Image.open(io.BytesIO(answer.body)).size
+        except OSError as error:
+            raise TargetBroken(f"{target.pattern % (spec, 0)} is not an image: {error}") from error
+        if size[0] != int(spec.split("x")[0]):
+            raise TargetBroken(f"{target.pattern % (spec, 0)} is {size[0]} px wide")
     return target
 
 

@@ -4,7 +4,11 @@ Run as a script by the Python of the venv that holds the engine (stdlib plus Pil
 only; it imports nothing else from the harness)::
 
     python render_loop.py --engine pillow --dir D --pattern p%05d.jpg --count 3000 \\
-        --width 320 [--height 512] --threads 2 --seconds 10 --warmup 2
+        --width 320 [--height 512] --threads 2 --seconds 10 --warmup 2 [--srcset 160x,jpeg ...]
+
+With ``--srcset``, every name is rendered once per spec (``WIDTHx,FORMAT``), each from scratch
+(open, draft, resize, encode: what a server without intermediates does), and ``images`` counts
+thumbnails.
 
 Threads pull distinct file names from one counter and render until the time is up; the last
 line printed is JSON: ``images``, ``seconds``, ``p50_ms``, ``p99_ms``, ``peak_rss`` (bytes,
@@ -24,13 +28,16 @@ from pathlib import Path
 
 UNBOUNDED = 100_000  # a side the box does not constrain
 JPEG_QUALITY = 82  # the server's default thumbnails.quality.jpeg
+WEBP_QUALITY, WEBP_METHOD = 80, 4  # the server's defaults for WebP
 REDUCING_GAP = 2.0  # as the server's resize (and Pillow's thumbnail()) use
 
 
 def main() -> None:
     args = _parse_args()
+    if args.nice:
+        os.nice(args.nice)
     render = ENGINES[args.engine]()
-    names = _Names(Path(args.dir), args.pattern, args.count)
+    names = _Names(Path(args.dir), args.pattern, args.count, variants=_variants(args))
     box = (args.width, args.height or UNBOUNDED)
     sizes: set[tuple[int, int]] = set()
     _hammer(render, names, box, sizes, threads=args.threads, seconds=args.warmup)
@@ -52,16 +59,26 @@ def main() -> None:
 class _Names:
     """Thread-safe source of distinct paths; counts those handed out again after wrapping."""
 
-    def __init__(self, directory: Path, pattern: str, count: int) -> None:
+    def __init__(self, directory: Path, pattern: str, count: int,
+                 variants: list[tuple[int | None, str]] | None = None) -> None:
         self._directory, self._pattern, self._count = directory, pattern, count
         self._counter = itertools.count()  # next() on it is atomic under the GIL
+        self._variants = variants or [(None, "jpeg")]
         self.reused = 0
 
-    def next(self) -> str:
-        index = next(self._counter)
+    def next(self) -> tuple[str, int | None, str]:
+        """(path, width or None for the run's box, output format)."""
+        index, variant = divmod(next(self._counter), len(self._variants))
         if index >= self._count:
             self.reused += 1
-        return str(self._directory / (self._pattern % (index % self._count)))
+        width, output = self._variants[variant]
+        return str(self._directory / (self._pattern % (index % self._count))), width, output
+
+
+def _variants(args: argparse.Namespace) -> list[tuple[int | None, str]] | None:
+    if not args.srcset:
+        return None
+    return [(int(spec.split("x")[0]), spec.split(",")[1]) for spec in args.srcset]
 
 
 def _hammer(render, names: _Names, box: tuple[int, int], sizes: set[tuple[int, int]], *,
@@ -77,7 +94,8 @@ def _hammer(render, names: _Names, box: tuple[int, int], sizes: set[tuple[int, i
         mine = []
         while time.monotonic() < deadline:
             began = time.monotonic()
-            _, size = render(names.next(), box)
+            path, width, output = names.next()
+            _, size = render(path, box if width is None else (width, UNBOUNDED), output)
             mine.append(time.monotonic() - began)
             sizes.add(size)
         latencies.extend(mine)
@@ -105,14 +123,17 @@ class PillowRender:
         self._image = Image
         self.version = f"Pillow {PIL.__version__}"
 
-    def __call__(self, path: str, box: tuple[int, int]) -> tuple[bytes, tuple[int, int]]:
+    def __call__(self, path: str, box: tuple[int, int], output: str = "jpeg") -> tuple[bytes, tuple[int, int]]:
         with self._image.open(path) as image:
             target = contain(image.size, box)
             image.draft("RGB", target)
             small = image.convert("RGB").resize(
                 target, self._image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
         out = io.BytesIO()
-        small.save(out, "JPEG", quality=JPEG_QUALITY)
+        if output == "webp":  # the server's defaults: quality 80, method 4
+            small.save(out, "WEBP", quality=WEBP_QUALITY, method=WEBP_METHOD)
+        else:
+            small.save(out, "JPEG", quality=JPEG_QUALITY)
         return out.getvalue(), small.size
 
 
@@ -127,8 +148,10 @@ class VipsRender:
         self._vips = pyvips
         self.version = f"pyvips {pyvips.__version__}, libvips {_vips_version(pyvips)}"
 
-    def __call__(self, path: str, box: tuple[int, int]) -> tuple[bytes, tuple[int, int]]:
+    def __call__(self, path: str, box: tuple[int, int], output: str = "jpeg") -> tuple[bytes, tuple[int, int]]:
         image = self._vips.Image.thumbnail(path, box[0], height=box[1], size="down")
+        if output == "webp":
+            return image.write_to_buffer(".webp", Q=WEBP_QUALITY), (image.width, image.height)
         return image.write_to_buffer(".jpg", Q=JPEG_QUALITY), (image.width, image.height)
 
 
@@ -176,6 +199,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--nice", type=int, default=0, help="lower this process's priority by this much")
+    parser.add_argument("--srcset", nargs="+", metavar="SPEC", help="WIDTHx,FORMAT per thumbnail of every name")
     return parser.parse_args()
 
 

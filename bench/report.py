@@ -80,10 +80,11 @@ class Memory:
     cache_max_bytes: int
     allowance: int
     shared: str = ""
+    intermediate_bytes: int = 0  # limits.intermediate_bytes: what a render process may keep
 
     @property
     def limit(self) -> int:
-        return self.cache_max_bytes + self.allowance
+        return self.cache_max_bytes + self.intermediate_bytes + self.allowance
 
 
 @dataclass(frozen=True)
@@ -133,13 +134,19 @@ class Goal:
 # (scenario, subject) of ours divided by (scenario, subject) of the reference must reach
 # the threshold.
 RATIO_GOALS = (
-    ("cold 24 MP ≥ 0.9× Pillow alone (all cores)", ("cold-24mp", "ours"), ("cold-24mp", "pillow"), 0.9),
+    # Issue 14: one decode per source for a srcset, scaled JPEG decoding, the hit at the ceiling.
+    ("srcset family ≥ 2.5× Pillow alone (the same 10 thumbnails each made from scratch)",
+     ("srcset", "ours"), ("srcset", "pillow"), 2.5),
+    ("cold 2 MP ≥ 1.15× Pillow alone (draft)", ("cold-2mp", "ours"), ("cold-2mp", "pillow"), 1.15),
+    ("cold 24 MP ≥ 1.0× Pillow alone (all cores)", ("cold-24mp", "ours"), ("cold-24mp", "pillow"), 1.0),
+    ("hit ≥ 1.0× the raw ASGI app (same bytes and headers)", ("hit", "ours"), ("hit", "asgi"), 1.0),
+    ("original ≥ 0.8× nginx", ("original", "ours"), ("original", "nginx"), 0.8),
+    ("srcset family ÷ baseline", ("srcset", "ours"), ("srcset", "baseline"), None),
     ("cold 24 MP ≥ 1.0× thumbor", ("cold-24mp", "ours"), ("cold-24mp", "thumbor"), 1.0),
     ("cold 2 MP ≥ 1.5× thumbor", ("cold-2mp", "ours"), ("cold-2mp", "thumbor"), 1.5),
     ("cold 2 MP ≥ 1.0× pyvips", ("cold-2mp", "ours"), ("cold-2mp", "pyvips"), 1.0),
     ("hit ≥ 0.4× nginx (same bytes)", ("hit", "ours"), ("hit", "nginx"), 0.4),
     ("revalidation ≥ 1.0× hit", ("revalidation", "ours"), ("hit", "ours"), 1.0),
-    ("original ≥ 0.5× nginx", ("original", "ours"), ("original", "nginx"), 0.5),
     # With --baseline: this checkout against the other, same run (a change must not cost > 5%).
     ("hit ≥ 0.95× baseline", ("hit", "ours"), ("hit", "baseline"), 0.95),
     ("revalidation ≥ 0.95× baseline", ("revalidation", "ours"), ("revalidation", "baseline"), 0.95),
@@ -217,13 +224,14 @@ def _ratio_goal(text: str, ours: Measurement | None, ref: Measurement | None,
 
 
 def _memory_goal(memory: Memory | None) -> Goal:
-    text = "peak RSS per worker ≤ cache.max_bytes + 150 MB"
+    text = "peak RSS per process ≤ cache.max_bytes + limits.intermediate_bytes + 150 MB"
     if memory is None:
         return Goal(text, None, 0, "not measured", unit="MB", at_most=True)
     shared = f"cache.shared {memory.shared}; " if memory.shared else ""
     detail = (f"{shared}limit {memory.limit / MB:,.0f} MB; peak RSS − cache bytes = "
               f"{(memory.process_rss - memory.cache_bytes) / MB:,.0f} MB "
-              f"({memory.cache_bytes / MB:.1f} MB cached of max_bytes {memory.cache_max_bytes / MB:.1f} MB)")
+              f"({memory.cache_bytes / MB:.1f} MB cached of max_bytes {memory.cache_max_bytes / MB:.1f} MB; "
+              f"intermediates on, {memory.intermediate_bytes / MB:.0f} MB per render process)")
     return Goal(text, memory.process_rss / MB, memory.limit / MB, detail, unit="MB", at_most=True)
 
 

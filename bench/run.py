@@ -13,6 +13,7 @@ setup of theirs, and count renders in its log instead of measuring a rate.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -44,6 +45,7 @@ from report import Count, Measurement, Memory, Report, write
 from scenarios import (
     BURST_DISTINCT,
     DEFAULT_CACHE_BYTES,
+    INTERMEDIATE_BYTES,
     FULL,
     MEMORY_ALLOWANCE_BYTES,
     MEMORY_CACHE_BYTES,
@@ -62,7 +64,7 @@ from scenarios import (
 NAMES_24MP = 3000
 NAMES_2MP = 6000
 WARMUP_SHARE = 5  # a cold warm-up uses the first 1/WARMUP_SHARE of the names, the run the rest
-STATIC_PEERS = {"nginx", "starlette"}  # they serve thumb.jpg and original.jpg from a folder
+STATIC_PEERS = {"nginx", "starlette", "asgi"}  # they serve thumb.jpg and original.jpg from a folder
 BUSY_WARNING = 0.15  # share of CPU time other processes may use before the run is flagged
 
 
@@ -159,8 +161,12 @@ class Runner:
         ours = self.subjects.get("ours")
         body, source = None, "rendered by Pillow (our server unavailable)"
         if isinstance(ours, OurServer):
-            body = _fetch_hit_thumbnail(ours)
-            source = "fetched from our server" if body else source
+            body, headers = _fetch_hit_thumbnail(ours)
+            if body:
+                source = "fetched from our server"
+                # The raw ASGI ceiling answers with the very headers our server sent.
+                kept = {name: value for name, value in headers.items() if name not in ("date", "server")}
+                (static / "thumb.headers.json").write_text(json.dumps(kept))
         if body is None:
             body, _ = PillowRender()(str(self.env.corpus.hit_source), (320, UNBOUNDED))
         (static / "thumb.jpg").write_bytes(body)
@@ -208,17 +214,21 @@ class Runner:
     def _server_notes(self, subject: HttpSubject, scenario: Scenario, base_url: str,
                       process_rss: int, renders: int | None) -> tuple[str, ...]:
         """Our server's own counters: cache hits in a cold run, renders in a cached one, the
-        shared-hit and memory scenarios' figures. /healthz answers from one worker process."""
+        shared-hit and memory scenarios' figures, from /metrics (every worker summed)."""
         if not isinstance(subject, OurServer):
             return ()
         stats = OurServer.stats(base_url)
         cache, shared = stats.get("cache", {}), stats.get("shared", {})
         notes = []
+        if scenario.family and "intermediates" in stats:
+            made = stats["intermediates"]
+            notes.append(f"/metrics: {made.get('decoded', 0)} intermediates decoded, "
+                         f"{made.get('reused', 0)} renders reused one (warm-up included)")
         if scenario.cold and cache.get("hits"):
             notes.append(f"{cache['hits']} cache hits in a cold run")
         if scenario.memory_bytes == MEMORY_OFF_BYTES:  # the shared-hit scenarios
-            notes.append(f"memory tier off (cache.max_bytes {MEMORY_OFF_BYTES}): one worker's "
-                         f"/healthz shows {cache.get('hits', 0)} memory hits, "
+            notes.append(f"memory tier off (cache.max_bytes {MEMORY_OFF_BYTES}): "
+                         f"/metrics shows {cache.get('hits', 0)} memory hits, "
                          f"{shared.get('hits', 0)} {shared.get('kind', '?')} hits")
         memory_off = scenario.memory_bytes == MEMORY_OFF_BYTES
         if not scenario.cold and renders is not None and (renders or memory_off):
@@ -227,7 +237,7 @@ class Runner:
             self.report.memory = Memory(
                 process_rss=process_rss, cache_bytes=cache.get("bytes", 0),
                 cache_max_bytes=subject.cache_bytes(scenario), allowance=MEMORY_ALLOWANCE_BYTES,
-                shared=shared.get("kind", ""),
+                shared=shared.get("kind", ""), intermediate_bytes=INTERMEDIATE_BYTES,
             )
             notes.append(f"{cache.get('bytes', 0) / 1e6:.1f} MB in cache at the end; "
                          f"shared tier {shared.get('kind', '?')}")
@@ -356,14 +366,15 @@ def _redis_for(stack: ExitStack, ours: OurServer, setup: Setup, tag: str) -> str
     return stack.enter_context(ours.redis(f"ours-{tag}")) if setup.shared == "redis" else None
 
 
-def _fetch_hit_thumbnail(ours: OurServer) -> bytes | None:
+def _fetch_hit_thumbnail(ours: OurServer) -> tuple[bytes | None, dict[str, str]]:
+    """Our hit thumbnail's bytes and response headers (None, {} when it cannot be fetched)."""
     hit = next(scenario for scenario in SCENARIOS if scenario.key == "hit")
     try:
         with ours.serving(hit) as running:
             answer = probe(running.base_url + ours.hit_path)
     except (StartFailed, OSError):
-        return None
-    return answer.body if answer.status == 200 else None
+        return None, {}
+    return (answer.body, answer.headers) if answer.status == 200 else (None, {})
 
 
 def _link_or_copy(source: Path, destination: Path) -> None:

@@ -3,6 +3,9 @@
 --   fixed    <path> [<header-name> <header-value>]   the same request every time
 --   distinct <pattern> <first> <count> <threads>     string.format(pattern, n) for
 --                                                    n = first .. first+count-1, each once
+--   family <pattern> <first> <count> <threads> <spec>...   request k is
+--                                                    string.format(pattern, spec[k % S], first + k // S)
+--                                                    (every name in each spec, one name after the other)
 --
 -- In distinct mode wrk's threads interleave the indices (thread i takes i, i+T, i+2T...), so
 -- no two requests of a run share a URL until `count` is exhausted; past that the indices wrap
@@ -21,6 +24,7 @@ end
 
 local mode, fixed_request
 local pattern, first, count, next_offset, stride
+local specs = nil
 wrapped = 0
 
 function init(args)
@@ -30,9 +34,16 @@ function init(args)
       wrk.headers[args[3]] = args[4]
     end
     fixed_request = wrk.format("GET", args[2])
-  elseif mode == "distinct" then
+  elseif mode == "distinct" or mode == "family" then
     pattern, first, count = args[2], tonumber(args[3]), tonumber(args[4])
     next_offset, stride = slot, tonumber(args[5])
+    if mode == "family" then
+      specs = {}
+      for i = 6, #args do
+        table.insert(specs, args[i])
+      end
+      count = count * #specs
+    end
   else
     error("wrk_target.lua: unknown mode " .. tostring(mode))
   end
@@ -47,6 +58,10 @@ function request()
   if offset >= count then
     wrapped = wrapped + 1
     offset = offset % count
+  end
+  if specs then
+    local n = #specs
+    return wrk.format("GET", string.format(pattern, specs[offset % n + 1], first + math.floor(offset / n)))
   end
   return wrk.format("GET", string.format(pattern, first + offset))
 end

@@ -127,7 +127,8 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         timeout_s=settings.limits.render_timeout_s,
         render_memory_bytes=settings.limits.render_memory_bytes,
         process_memory_bytes=settings.limits.render_process_memory_bytes,
-        preload=("server.thumbnails.service",),
+        intermediate_bytes=settings.limits.intermediate_bytes,
+        preload=("server.thumbnails.service", "server.imaging.intermediate", "simplejpeg"),
     )
     metrics = Metrics() if settings.metrics.enabled else None
     events = metrics or ServiceEvents()

@@ -172,6 +172,9 @@ class LimitSettings(_Section):
     max_animation_frames: PositiveInt = 100
     # The address space of each render process (RLIMIT_AS); 0: no cap.
     render_process_memory_bytes: Annotated[int, Field(ge=0)] = 2 * 1024 * 1024 * 1024
+    # Decoded sources (intermediates) each render process keeps, so that the other sizes and
+    # formats of a source skip its decode; added to the process's address-space cap. 0: none.
+    intermediate_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
 
 
 class HttpSettings(_Section):

@@ -66,6 +66,9 @@ class Metrics(ServiceEvents):
                                         buckets=RENDER_BUCKETS, registry=registry)
         self.lookups = Counter("thumbserver_cache_lookups_total", "Result lookups by tier and result.",
                                ("tier", "result"), registry=registry)
+        self.intermediates = Counter("thumbserver_intermediates_total",
+                                     "Renders by how they got their decoded source: decoded or reused.",
+                                     ("result",), registry=registry)
         self.rejections = Counter("thumbserver_render_rejections_total", "Renders refused, by reason.",
                                   ("reason",), registry=registry)
         self.renders_in_flight = Gauge("thumbserver_renders_in_flight", "Renders running or queued.",
@@ -138,6 +141,9 @@ class Metrics(ServiceEvents):
 
     def in_flight(self, delta: int) -> None:
         self.renders_in_flight.inc(delta)
+
+    def intermediate(self, result: str) -> None:
+        self.intermediates.labels(result).inc()
 
     # -- exposition ---------------------------------------------------------------------------
 

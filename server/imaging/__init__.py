@@ -10,7 +10,9 @@ The public face of the package; the modules behind it are one step each::
                  flatten (finish_frame: the ones after decoding), Effects
     animation.py animated_frames, render_animation                 (every frame through the steps)
     encode.py    choose_format, EncoderSettings, encode
-    pipeline.py  render_thumbnail running the steps in order
+    intermediate.py  read_facts, decode_class, decode_intermediate,  (a source decoded once per M/8
+                 thumbnail_from                                    class; JPEG scaled by simplejpeg)
+    pipeline.py  render_thumbnail running the steps in order; render_from an intermediate
     errors.py    ImageError > UndecodableImage > ContainerBomb; ImageError > SourceTooLarge
 """
 

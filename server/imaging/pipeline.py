@@ -1,11 +1,13 @@
 """`render_thumbnail`: source bytes in, encoded thumbnail bytes out, as a visible list of steps.
 
-    open_source -> read_orientation -> plan_geometry -> reduce_on_load -> (load)
-        -> orient -> normalize_mode -> strip_metadata -> (crop_focus) -> resize -> apply_filters
-        -> pad -> flatten -> encode
+    open_source -> read_facts -> decode_class -> decode_intermediate
+        (scaled decode or draft + load -> orient -> normalize_mode -> strip_metadata)
+    -> render_from: (crop_focus) -> resize -> apply_filters -> pad -> flatten -> encode
 
-An animated source whose thumbnail can animate takes animation.py's branch instead: the same
-steps from normalize_mode to flatten, once per frame.
+The intermediate depends only on the source and its class (intermediate.py), so a render process
+may keep it and cut every other size and format of that source from it, with the same bytes.
+An animated source whose thumbnail can animate takes animation.py's branch instead: the steps from
+normalize_mode to flatten, once per frame, with no intermediate.
 
 Only stdlib and Pillow: the caller runs `render_thumbnail` in a render worker.
 """
@@ -14,22 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from PIL import Image
+
 from server.formats import FORMATS, OUTPUT_FORMATS
-from server.imaging.decode import (
-    SourceLimits,
-    decoding,
-    open_source,
-    read_orientation,
-    reduce_on_load,
-    webp_is_lossless,
-)
 from server.imaging.animation import animated_frames, animation_format, render_animation
-from server.imaging.encode import EncoderSettings, choose_format, encode
-from server.imaging.geometry import Box, box_problem, decode_size, displayed_size, plan_geometry
-from server.imaging.steps import Effects, crop_focus, finish_frame, normalize_mode, orient, strip_metadata
+from server.imaging.decode import SourceLimits, decoding, open_source
+from server.imaging.encode import EncoderSettings
+from server.imaging.geometry import Box, box_problem
+from server.imaging.intermediate import Intermediate, decode_class, decode_intermediate, read_facts, thumbnail_from
+from server.imaging.steps import Effects
 
 #: Bumped whenever the same request could give other bytes (a step changed): part of every key.
-RENDERER_VERSION = "4"
+RENDERER_VERSION = "5"  # 4: modifiers and animations; 5: JPEG sources decoded at any M/8 (simplejpeg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +74,7 @@ class Rendered:
     format: str
     width: int
     height: int
+    reused: bool = False  # cut from a kept intermediate (no decode); the bytes are the same
 
     @property
     def media_type(self) -> str:
@@ -83,42 +82,36 @@ class Rendered:
 
 
 def render_thumbnail(source: bytes, request: RenderRequest, *, limits: SourceLimits) -> Rendered:
-    """Render `source` as `request` describes.
+    """Render `source` as `request` describes: decode its intermediate, then cut the thumbnail
+    (or, for an animation that stays animated, every frame).
 
     Raises UndecodableImage or SourceTooLarge for any bad input, and nothing else; size limits
     are checked from the header, before any pixel is decoded. Blocking: run it in a worker.
     """
-    image = open_source(source, limits)
-    frames = animated_frames(image, request.format, request.effects, limits)
+    header = open_source(source, limits)
+    frames = animated_frames(header, request.format, request.effects, limits)
     if frames > 1:
-        output_format = animation_format(request.format, image.format) or "gif"
-        data, (width, height) = render_animation(
-            image, request.box, request.effects, frames, output_format=output_format,
-            quality=request.quality_for(output_format), settings=request.encoder,
-        )
-        return Rendered(data=data, format=output_format, width=width, height=height)
+        return render_animated(header, request, frames)
     with decoding():
-        orientation = read_orientation(image)
-        source_size = displayed_size(image.size, orientation)
-        geometry = plan_geometry(*source_size, request.box)
-        reduce_on_load(image, decode_size(geometry, source_size), orientation)
-        # The source is already in memory: hand it to the decoder in one block rather than
-        # 64 KiB ones, so the GIL is released and re-taken once per image, not ~100 times
-        # (each re-take may wait for the event loop's thread).
-        image.decodermaxblock = max(image.decodermaxblock, len(source))
-        image.load()
-        pixels = normalize_mode(orient(image, orientation))
-    icc_profile = strip_metadata(pixels)
-    output_format = choose_format(request.format, image.format, pixels.mode)
-    geometry = plan_geometry(*source_size, request.box, crop_focus(pixels, geometry, source_size, request.effects))
-    thumbnail = finish_frame(pixels, geometry, source_size, request.effects, output_format)
-    data = encode(
-        thumbnail,
-        output_format,
-        quality=request.quality_for(output_format),
-        icc_profile=icc_profile,
-        settings=request.encoder,
-        # The source's own family, from a lossless WebP: keep it lossless.
-        lossless=request.format is None and image.format == "WEBP" and webp_is_lossless(source),
+        facts = read_facts(header)
+        intermediate = decode_intermediate(header, source, facts, decode_class(facts, request.box))
+    return render_from(intermediate, request)
+
+
+def render_animated(header: Image.Image, request: RenderRequest, frames: int) -> Rendered:
+    """The animated thumbnail of the opened `header` (`frames` from `animated_frames`)."""
+    output_format = animation_format(request.format, header.format) or "gif"
+    data, (width, height) = render_animation(
+        header, request.box, request.effects, frames, output_format=output_format,
+        quality=request.quality_for(output_format), settings=request.encoder,
+    )
+    return Rendered(data=data, format=output_format, width=width, height=height)
+
+
+def render_from(intermediate: Intermediate, request: RenderRequest) -> Rendered:
+    """The still thumbnail `request` describes, cut from `intermediate` (fresh or kept: same bytes)."""
+    data, output_format, thumbnail = thumbnail_from(
+        intermediate, request.box, output=request.format, quality=request.quality, settings=request.encoder,
+        effects=request.effects,
     )
     return Rendered(data=data, format=output_format, width=thumbnail.width, height=thumbnail.height)

@@ -46,12 +46,13 @@ import signal
 import socket
 import struct
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from server.imaging import SourceTooLarge, UndecodableImage
+from server.thumbnails.intermediates import IntermediateCache
 
 T = TypeVar("T")
 
@@ -113,6 +114,7 @@ class RenderPool:
         timeout_s: float,
         render_memory_bytes: int = 1 << 30,
         process_memory_bytes: int = 2 << 30,
+        intermediate_bytes: int = 0,
         preload: Iterable[str] = (),
         nice: int = 10,
     ) -> None:
@@ -123,8 +125,10 @@ class RenderPool:
         # "__main__" first, as multiprocessing does by default: the fork server imports a main
         # script once, so that render processes do not each import it again.
         self._context.set_forkserver_preload(["__main__", *preload])
-        self._options = _ProcessOptions(process_memory_bytes, nice, timeout_s + ALARM_MARGIN_S)
-        self._idle: asyncio.Queue[_RenderProcess] = asyncio.Queue()
+        # Intermediates are kept on top of what a render may use: the cap counts both.
+        address_space = process_memory_bytes + intermediate_bytes if process_memory_bytes else 0
+        self._options = _ProcessOptions(address_space, nice, timeout_s + ALARM_MARGIN_S, intermediate_bytes)
+        self._idle = _Dispatcher()
         self._processes: set[_RenderProcess] = set()  # every process not yet killed
         self._starting = threading.Lock()  # processes start in threads; one at a time
         self._tasks: set[asyncio.Task[None]] = set()  # replacements being started
@@ -133,14 +137,18 @@ class RenderPool:
         self.in_flight = 0
         try:
             for _ in range(workers):
-                self._idle.put_nowait(self._start())
+                self._idle.put(self._start())
         except Exception as error:
             self.shutdown()
             raise RuntimeError(f"cannot start render processes: {error}") from error
 
-    async def run(self, function: Callable[..., T], *args: object) -> T:
+    async def run(self, function: Callable[..., T], *args: object, affinity: Hashable = None) -> T:
         """`function(*args)` in a render process: its result, or what it raised (same type, same
         attributes). `function` and `args` must pickle (a module-level function, plain data).
+
+        `affinity` (e.g. a source's identity) sends the job to the process that last ran a job of
+        the same affinity, which holds what that job left (its intermediates), when that process
+        is idle or has a short backlog; otherwise to any idle process (see `_Dispatcher`).
 
         Raises `RenderUnavailable` when `queue` renders already wait, when the render is not done
         `timeout_s` after this call (waiting for a process, for the memory budget or for the
@@ -154,7 +162,7 @@ class RenderPool:
         self.in_flight += 1
         try:
             async with asyncio.timeout(self._timeout_s) as deadline:
-                return await self._run_in_process(function, args)
+                return await self._run_in_process(function, args, affinity)
         except TimeoutError:
             if not deadline.expired():
                 raise  # the job's own TimeoutError
@@ -162,9 +170,9 @@ class RenderPool:
         finally:
             self.in_flight -= 1
 
-    async def _run_in_process(self, function: Callable[..., T], args: tuple[object, ...]) -> T:
+    async def _run_in_process(self, function: Callable[..., T], args: tuple[object, ...], affinity: Hashable) -> T:
         job = _pickled(("job", function, args))  # a job that does not pickle fails here, in no process
-        process = await self._take()
+        process = await self._take(affinity)
         reserved = 0
         try:
             await process.send_pickled(job)
@@ -201,15 +209,15 @@ class RenderPool:
         finally:
             if reserved:
                 self._budget.release(reserved)
-        self._idle.put_nowait(process)
+        self._idle.put(process)
         if kind == "raised":
             raise value
         return value
 
-    async def _take(self) -> _RenderProcess:
+    async def _take(self, affinity: Hashable) -> _RenderProcess:
         """An idle render process, waiting for one if all are busy (or being replaced)."""
         while True:
-            process = await self._idle.get()
+            process = await self._idle.take(affinity)
             if process.alive():
                 return process
             self._drop(process)  # ended while idle (killed from outside)
@@ -218,6 +226,7 @@ class RenderPool:
     def _drop(self, process: _RenderProcess) -> None:
         """Forget `process` and start another in its place, in the background."""
         self._processes.discard(process)
+        self._idle.forget(process)
         if not self._closed:
             task = asyncio.get_running_loop().create_task(self._start_replacement())
             self._tasks.add(task)
@@ -239,7 +248,7 @@ class RenderPool:
             if self._start_failed:
                 logger.info("render processes start again")
                 self._start_failed = False
-            self._idle.put_nowait(process)
+            self._idle.put(process)
             return
 
     def _start(self) -> _RenderProcess:
@@ -261,8 +270,8 @@ class RenderPool:
         self._processes.clear()
         for process in processes:
             process.kill()
-        while not self._idle.empty():
-            self._idle.get_nowait().close()  # a busy process's socket is closed by its job
+        for process in self._idle.drain():
+            process.close()  # a busy process's socket is closed by its job
         for process in processes:
             process.join(timeout=2.0)
 
@@ -313,6 +322,113 @@ class _ProcessOptions:
     address_space_bytes: int  # 0: no cap
     nice: int
     alarm_s: float  # a job still running after this ends its process
+    intermediate_bytes: int = 0  # the process's intermediate tier (0: none)
+
+
+class _Waiter:
+    __slots__ = ("granted", "preferred", "skipped")
+
+    def __init__(self, preferred: _RenderProcess | None) -> None:
+        self.granted: asyncio.Future[_RenderProcess] = asyncio.get_running_loop().create_future()
+        self.preferred = preferred
+        self.skipped = 0
+
+
+class _Dispatcher:
+    """Idle render processes, the jobs waiting for one, and which process last ran each affinity.
+
+    A job goes to its affinity's process when that one is idle; when it is busy, the job waits for
+    it unless `STEAL_BACKLOG` jobs already do (then any idle process takes it: one more decode
+    beats a deep queue behind one process). A process that becomes free serves, in order: the
+    oldest waiter passed over `MAX_SKIPS` times (nobody starves), the oldest waiter that prefers
+    it, the oldest waiter with no live preference, then the oldest waiter at all (stealing from a
+    busier process rather than idling while jobs wait).
+    """
+
+    STEAL_BACKLOG = 2
+    MAX_SKIPS = 4
+    MAX_AFFINITIES = 4096
+
+    def __init__(self) -> None:
+        self._idle: list[_RenderProcess] = []
+        self._waiting: deque[_Waiter] = deque()
+        self._affinity: OrderedDict[Hashable, _RenderProcess] = OrderedDict()
+
+    def put(self, process: _RenderProcess) -> None:
+        """`process` is free: give it to a waiting job, or keep it idle."""
+        waiter = self._choose_waiter(process)
+        if waiter is None:
+            self._idle.append(process)
+            return
+        self._waiting.remove(waiter)
+        waiter.granted.set_result(process)
+
+    async def take(self, affinity: Hashable) -> _RenderProcess:
+        preferred = self._affinity.get(affinity) if affinity is not None else None
+        if preferred is not None and preferred in self._idle:
+            self._idle.remove(preferred)
+            process = preferred
+        elif self._idle and (preferred is None or self._backlog(preferred) >= self.STEAL_BACKLOG):
+            process = self._idle.pop(0)
+        else:
+            # No process is idle, or the preferred one is busy but hardly behind: wait for it.
+            process = await self._wait(preferred)
+        if affinity is not None:
+            self._affinity[affinity] = process
+            self._affinity.move_to_end(affinity)
+            if len(self._affinity) > self.MAX_AFFINITIES:
+                self._affinity.popitem(last=False)
+        return process
+
+    async def _wait(self, preferred: _RenderProcess | None) -> _RenderProcess:
+        waiter = _Waiter(preferred)
+        self._waiting.append(waiter)
+        try:
+            return await waiter.granted
+        except BaseException:
+            if waiter.granted.done() and not waiter.granted.cancelled():
+                self.put(waiter.granted.result())  # granted just as the wait was given up
+            elif waiter in self._waiting:
+                self._waiting.remove(waiter)
+            raise
+
+    def _backlog(self, process: _RenderProcess) -> int:
+        return sum(1 for waiter in self._waiting if waiter.preferred is process)
+
+    def _choose_waiter(self, process: _RenderProcess) -> _Waiter | None:
+        # A waiter cancelled but not yet resumed (so still listed) cannot take a process.
+        for waiter in [waiter for waiter in self._waiting if waiter.granted.done()]:
+            self._waiting.remove(waiter)
+        if not self._waiting:
+            return None
+        oldest = self._waiting[0]
+        if oldest.skipped >= self.MAX_SKIPS:
+            return oldest
+        chosen = next((waiter for waiter in self._waiting if waiter.preferred is process), None)
+        if chosen is None:
+            chosen = next((waiter for waiter in self._waiting if waiter.preferred is None), None)
+        if chosen is None:
+            chosen = oldest
+        if chosen is not oldest:
+            oldest.skipped += 1
+        return chosen
+
+    def forget(self, process: _RenderProcess) -> None:
+        """`process` is gone: its waiters go to whichever process is free first."""
+        if process in self._idle:
+            self._idle.remove(process)
+        for key in [key for key, holder in self._affinity.items() if holder is process]:
+            del self._affinity[key]
+        for waiter in self._waiting:
+            if waiter.preferred is process:
+                waiter.preferred = None
+        # Waiters that were waiting for it may take an idle process now.
+        while self._idle and self._waiting:
+            self.put(self._idle.pop(0))
+
+    def drain(self) -> list[_RenderProcess]:
+        idle, self._idle = self._idle, []
+        return idle
 
 
 class _RenderProcess:
@@ -479,6 +595,13 @@ class _Channel:
 
 # Set in a render process only: how `announce_peak` reaches the pool.
 _channel: _Channel | None = None
+# Set in a render process only, when the pool keeps intermediates.
+_intermediates: IntermediateCache | None = None
+
+
+def worker_intermediates() -> IntermediateCache | None:
+    """The intermediate tier of this render process; None outside one, or when it keeps none."""
+    return _intermediates
 
 
 def announce_peak(n_bytes: int) -> None:
@@ -495,8 +618,10 @@ def announce_peak(n_bytes: int) -> None:
 def _serve(sock: socket.socket, options: _ProcessOptions) -> None:
     """The main loop of a render process: run jobs until the pool closes its end or a SIGTERM
     comes. Exit status 0 means it was told to stop; anything else is a crash."""
-    global _channel
+    global _channel, _intermediates
     channel = _channel = _Channel(sock)
+    if options.intermediate_bytes > 0:
+        _intermediates = IntermediateCache(options.intermediate_bytes)
     # A SIGTERM or Ctrl-C sent to the whole process group (systemd, a terminal) while the server
     # drains its requests must not cut a render short: the job in hand is finished first.
     signal.signal(signal.SIGINT, channel.stop)

@@ -12,6 +12,7 @@ No HTTP here: the HTTP layer turns a `StoredResult` into whatever it keeps in th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from typing import Generic, NamedTuple, TypeVar
 
 from cache import CoalescingCache, ResultStore, StoredResult
 from server.formats import FORMATS, format_for_media_type
-from server.imaging import EncoderSettings, Rendered, RenderRequest, SourceLimits, SourceTooLarge, render_thumbnail
+from server.imaging import EncoderSettings, Rendered, RenderRequest, SourceLimits, SourceTooLarge
 from server.thumbnails.keys import SOURCE_FAMILY, ResultKey
 from server.thumbnails.negotiation import negotiate_format
 from server.thumbnails.pool import RenderPool, RenderUnavailable
@@ -73,7 +74,9 @@ class ServiceEvents:
     """What the service reports as it works (metrics count them); every method does nothing here.
 
     `looked_up(tier, result)`: tier "memory" or "shared", result "hit", "miss" or "error".
-    `rendered(format, seconds)`, `rejected(reason)`, `in_flight(delta)` for renders.
+    `rendered(format, seconds)`, `rejected(reason)`, `in_flight(delta)` for renders;
+    `intermediate(result)` per render: "decoded" (the source was read and decoded) or "reused"
+    (cut from an intermediate its render process kept).
     """
 
     def looked_up(self, tier: str, result: str) -> None: ...
@@ -83,6 +86,8 @@ class ServiceEvents:
     def rejected(self, reason: str) -> None: ...
 
     def in_flight(self, delta: int) -> None: ...
+
+    def intermediate(self, result: str) -> None: ...
 
 
 #: Where an entry came from, by key, for the requests that asked (access logs): "shared" or
@@ -116,7 +121,7 @@ class ThumbnailService(Generic[E]):
         # The animation limits decide whether a thumbnail animates: they name its bytes too.
         limits = options.limits
         self._encoder = f"{options.encoder.describe()};frames<={limits.max_frames},pixels<={limits.max_pixels}"
-        self.renders = 0  # renders started in this process, for tests and /healthz
+        self.renders = 0  # renders started in this process, for tests
         # Specs repeat endlessly on real traffic; invalid ones raise and are not memoised.
         self._parse = lru_cache(maxsize=1024)(lambda text: parse_spec(text, options.rules))
 
@@ -212,13 +217,17 @@ class ThumbnailService(Generic[E]):
         started = time.perf_counter()
         self.events.in_flight(1)
         try:
-            rendered = await self.pool.run(_read_and_render, self.originals, plan.source, request, limits)
+            # One source's renders go to the render process that keeps its intermediates.
+            rendered = await self.pool.run(
+                _read_and_render, self.originals, plan.source, request, limits, affinity=source_key(plan.source)
+            )
         except RenderUnavailable as error:
             self.events.rejected(getattr(error, "reason", "unavailable"))
             raise
         finally:
             self.events.in_flight(-1)
         seconds = time.perf_counter() - started
+        self.events.intermediate("reused" if rendered.reused else "decoded")
         self.events.rendered(rendered.format, seconds)
         self._outcome(plan, "render", round(seconds * 1000, 1))
         logger.info("rendered %s %s as %s (%d bytes)", plan.source.relative, spec.canonical, rendered.format,
@@ -240,35 +249,58 @@ class ThumbnailService(Generic[E]):
             await self.shared.close()
 
 
-def _read_and_render(originals: OriginalStore, source: Source, request: RenderRequest, limits: SourceLimits) -> Rendered:
-    """Runs in a render process: read the exact version `source` names (or raise `SourceChanged`:
-    other bytes must not be cached under its identity), announce the render's peak memory and
-    wait until it fits the pool's budget, then render it.
+def source_key(source: Source) -> tuple[str, int, int]:
+    """What names one version of a source in the intermediate tier (and routes its renders)."""
+    return (source.relative, source.size, source.mtime_ns)
 
-    The peak is known from the header alone, before any pixel is decoded: the image at the
-    scale its decoder will use (a JPEG's draft scale), at 4 bytes a pixel (Pillow's widest),
-    times 3 for the pipeline's overlap (the decoded image, its oriented copy and its converted
-    copy are alive at once; an animation decodes one frame at a time onto one canvas), plus an
-    animation's finished frames (animation_peak: all of them wait for the encoder), plus the
+
+def _read_and_render(originals: OriginalStore, source: Source, request: RenderRequest, limits: SourceLimits) -> Rendered:
+    """Runs in a render process: cut the thumbnail from the source's intermediate when this
+    process keeps it (no read, no decode); else read the exact version `source` names (or raise
+    `SourceChanged`: other bytes must not be cached under its identity), announce the render's
+    peak memory and wait until it fits the pool's budget, then decode the intermediate, keep it,
+    and render from it. The bytes are the same either way. A source that may animate (a GIF, an
+    animated WebP) is rendered from its bytes each time: its frames are not an intermediate.
+
+    The peak is known from the header alone, before any pixel is decoded: the intermediate's size
+    (known from its class), at 4 bytes a pixel (Pillow's widest), times 3 for the pipeline's
+    overlap (the decoded image, its oriented copy and its converted copy are alive at once), plus
+    an animation's finished frames (animation_peak: all of them wait for the encoder), plus the
     source's bytes. A bad header raises here, as the render would.
     """
     # Imported here: only render processes run this, and they have it preloaded.
-    from server.formats import FORMATS
-    from server.imaging import (
-        animated_frames, animation_peak, decode_size, displayed_size, open_source, plan_geometry, read_orientation,
-        reduce_on_load,
-    )
-    from server.thumbnails.pool import announce_peak
+    from server.imaging import animated_frames, animation_peak, plan_geometry
+    from server.imaging.decode import decoding, open_source
+    from server.imaging.intermediate import class_size, decode_class, decode_intermediate, read_facts
+    from server.imaging.pipeline import render_animated, render_from
+    from server.thumbnails.pool import announce_peak, worker_intermediates
 
+    kept = worker_intermediates()
+    key = source_key(source)
+    facts = kept.facts(key) if kept is not None else None
+    if kept is not None and facts is not None and not facts.may_animate:
+        found = kept.get(key, decode_class(facts, request.box))
+        if found is not None:
+            kept.stats.reused += 1
+            announce_peak(found.nbytes * 2)  # the resized copy and its flattened one, at most
+            return dataclasses.replace(render_from(found, request), reused=True)
     data = originals.read(source, max_bytes=limits.max_bytes)
     header = open_source(data, limits)
-    # read_orientation decodes every source but a JPEG; elsewhere the orientation changes no size.
-    orientation = read_orientation(header) if header.format in FORMATS["jpeg"].decoders else 1
-    size = displayed_size(header.size, orientation)
-    geometry = plan_geometry(*size, request.box)
-    reduce_on_load(header, decode_size(geometry, size), orientation)
-    width, height = header.size  # at the decoder's scale now
-    frames = animated_frames(header, request.format, request.effects, limits)
-    overlap = 3
-    announce_peak(width * height * 4 * overlap + animation_peak(geometry, frames) + len(data))
-    return render_thumbnail(data, request, limits=limits)
+    with decoding():
+        facts = read_facts(header)
+    if facts.may_animate:
+        frames = animated_frames(header, request.format, request.effects, limits)
+        if frames > 1:
+            width, height = facts.stored_size
+            geometry = plan_geometry(*facts.displayed_size, request.box)
+            announce_peak(width * height * 4 * 3 + animation_peak(geometry, frames) + len(data))
+            return render_animated(header, request, frames)
+    eighths = decode_class(facts, request.box)
+    width, height = class_size(facts, eighths)
+    announce_peak(width * height * 4 * 3 + len(data))
+    with decoding():
+        intermediate = decode_intermediate(header, data, facts, eighths)
+    if kept is not None:
+        kept.stats.decodes += 1
+        kept.put(key, facts, eighths, intermediate)
+    return render_from(intermediate, request)
