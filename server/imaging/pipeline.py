@@ -23,7 +23,7 @@ from server.imaging.decode import (
     reduce_on_load,
     webp_is_lossless,
 )
-from server.imaging.animation import animated_frames, animation_format, render_animation
+from server.imaging.animation import animated_frames, animation_format, render_animation, webp_animation_is_lossless
 from server.imaging.encode import EncoderSettings, choose_format, encode
 from server.imaging.geometry import Box, box_problem, decode_size, displayed_size, plan_geometry
 from server.imaging.steps import Effects, crop_focus, finish_frame, normalize_mode, orient, strip_metadata
@@ -95,6 +95,7 @@ def render_thumbnail(source: bytes, request: RenderRequest, *, limits: SourceLim
         data, (width, height) = render_animation(
             image, request.box, request.effects, frames, output_format=output_format,
             quality=request.quality_for(output_format), settings=request.encoder,
+            lossless=request.format is None and image.format == "WEBP" and webp_animation_is_lossless(source),
         )
         return Rendered(data=data, format=output_format, width=width, height=height)
     with decoding():
