@@ -63,12 +63,34 @@ def animation_peak(geometry: Geometry, frames: int) -> int:
     return FRAME_BYTES * FRAME_COPIES * width * height * frames
 
 
+def webp_animation_is_lossless(source: bytes) -> bool:
+    """Whether an animated WebP's first frame is VP8L (lossless), from its RIFF chunks: VP8X,
+    then ANIM and other chunks, then ANMF frames whose data starts after a 16-byte header."""
+    if source[:4] != b"RIFF" or source[8:12] != b"WEBP":
+        return False
+    offset = 12
+    for _ in range(64):  # a real file has a handful of chunks before its first frame
+        fourcc = source[offset : offset + 4]
+        if len(source) < offset + 8:
+            return False
+        if fourcc == b"ANMF":
+            frame = offset + 8 + 16
+            while source[frame : frame + 4] in (b"ALPH",):  # lossy frames may start with alpha
+                size = int.from_bytes(source[frame + 4 : frame + 8], "little")
+                frame += 8 + size + (size & 1)
+            return source[frame : frame + 4] == b"VP8L"
+        size = int.from_bytes(source[offset + 4 : offset + 8], "little")
+        offset += 8 + size + (size & 1)
+    return False
+
+
 def render_animation(
     image: Image.Image, box: Box, effects: Effects, frames: int, *, output_format: str, quality: int,
-    settings: EncoderSettings,
+    settings: EncoderSettings, lossless: bool = False,
 ) -> tuple[bytes, tuple[int, int]]:
     """`frames` frames of the opened `image`, each through finish_frame, encoded as one
     `output_format` (animation_format's choice) animation; returns its bytes and size.
+    `lossless`: a WebP output is lossless (its source's frames were).
 
     A frame that fails to decode after the first ends the animation there (a truncated file
     plays what it has, as browsers do).
@@ -100,6 +122,6 @@ def render_animation(
         disposals.append(int(getattr(image, "disposal_method", 0) or 0))
     data = encode_animation(
         finished, output_format, durations=durations, disposals=disposals, loop=loop,
-        quality=quality, icc_profile=icc_profile, settings=settings,
+        quality=quality, icc_profile=icc_profile, settings=settings, lossless=lossless,
     )
     return data, finished[0].size

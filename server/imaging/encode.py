@@ -114,6 +114,7 @@ def encode_animation(
     quality: int,
     icc_profile: bytes | None,
     settings: EncoderSettings | None = None,
+    lossless: bool = False,
 ) -> bytes:
     """`frames` (all one size) as one animated GIF or WebP, each shown its duration (ms).
 
@@ -133,6 +134,8 @@ def encode_animation(
             params["loop"] = loop
     else:
         params["loop"] = 1 if loop is None else loop
+        if lossless:
+            params["lossless"] = True
         if icc_profile and profile_space(icc_profile) == PROFILE_SPACES[mode]:
             params["icc_profile"] = icc_profile
     buffer = BytesIO()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from server.formats import FORMATS, OUTPUT_FORMATS
-from server.imaging.animation import animated_frames, animation_format, render_animation
+from server.imaging.animation import animated_frames, animation_format, render_animation, webp_animation_is_lossless
 from server.imaging.decode import SourceLimits, decoding, open_source
 from server.imaging.encode import EncoderSettings
 from server.imaging.geometry import Box, box_problem
@@ -91,19 +91,21 @@ def render_thumbnail(source: bytes, request: RenderRequest, *, limits: SourceLim
     header = open_source(source, limits)
     frames = animated_frames(header, request.format, request.effects, limits)
     if frames > 1:
-        return render_animated(header, request, frames)
+        return render_animated(header, source, request, frames)
     with decoding():
         facts = read_facts(header)
         intermediate = decode_intermediate(header, source, facts, decode_class(facts, request.box))
     return render_from(intermediate, request)
 
 
-def render_animated(header: Image.Image, request: RenderRequest, frames: int) -> Rendered:
-    """The animated thumbnail of the opened `header` (`frames` from `animated_frames`)."""
+def render_animated(header: Image.Image, source: bytes, request: RenderRequest, frames: int) -> Rendered:
+    """The animated thumbnail of `source`, opened as `header` (`frames` from `animated_frames`)."""
     output_format = animation_format(request.format, header.format) or "gif"
     data, (width, height) = render_animation(
         header, request.box, request.effects, frames, output_format=output_format,
         quality=request.quality_for(output_format), settings=request.encoder,
+        # The source's own family, from a lossless animated WebP: keep it lossless.
+        lossless=request.format is None and header.format == "WEBP" and webp_animation_is_lossless(source),
     )
     return Rendered(data=data, format=output_format, width=width, height=height)
 

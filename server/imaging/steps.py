@@ -162,7 +162,7 @@ def smart_focus(image: Image.Image, geometry: Geometry, source_size: tuple[int, 
     small = image
     if scale < 1:  # shrink first: the grey copy then costs a few KB, not a byte per source pixel
         small = image.resize((max(3, round(image.width * scale)), max(3, round(image.height * scale))),
-                             Image.Resampling.BOX)
+                             Image.Resampling.BOX, reducing_gap=REDUCING_GAP)
     small = small.convert("L")
     # FIND_EDGES copies the outermost pixels unfiltered: their brightness is not detail.
     edges = ImageOps.expand(ImageOps.crop(small.filter(ImageFilter.FIND_EDGES), 1), 1, fill=0)

@@ -294,7 +294,7 @@ def _read_and_render(originals: OriginalStore, source: Source, request: RenderRe
             width, height = facts.stored_size
             geometry = plan_geometry(*facts.displayed_size, request.box)
             announce_peak(width * height * 4 * 3 + animation_peak(geometry, frames) + len(data))
-            return render_animated(header, request, frames)
+            return render_animated(header, data, request, frames)
     eighths = decode_class(facts, request.box)
     width, height = class_size(facts, eighths)
     announce_peak(width * height * 4 * 3 + len(data))

@@ -20,6 +20,7 @@ from server.imaging import (
     plan_geometry,
     render_thumbnail,
 )
+from server.imaging.animation import webp_animation_is_lossless
 from tests.support import images
 from tests.support.images import FRAME_COLOURS
 
@@ -170,3 +171,20 @@ class TestPeak:
         assert animation_peak(geometry, 1) == 0
         assert animated_frames(header, None, Effects(still=True), LIMITS) == 1
         assert animated_frames(header, "png", Effects(), LIMITS) == 1
+
+
+class TestLossless:
+    """An animated WebP of lossless frames stays lossless when its family decides the output."""
+
+    def test_lossless_source_gives_exact_pixels(self) -> None:
+        source = images.numbered_animation("webp", frames=3, size=(64, 48))
+        out = render(source, 64)  # no resize: the pixels must come back exactly
+        for index, (frame, _) in enumerate(frames_of(out)):
+            assert frame.getpixel((30, 30)) == FRAME_COLOURS[index] + (255,)
+        data = images.to_bytes(Image.new("RGB", (1, 1)), "PNG")  # not a WebP: never lossless
+        assert webp_animation_is_lossless(source) and not webp_animation_is_lossless(data)
+
+    def test_requested_webp_is_lossy(self) -> None:
+        source = images.numbered_animation("webp", frames=3, size=(64, 48))
+        rendered = render_thumbnail(source, RenderRequest(64, None, "contain", "webp", 50), limits=LIMITS)
+        assert b"ANMF" in rendered.data and not webp_animation_is_lossless(rendered.data)
