@@ -89,14 +89,14 @@ def read_facts(image: Image.Image, stored_size: tuple[int, int]) -> Facts:
         has_alpha=has_alpha,
         orientation=orientation,
         dominant_color=dominant_color(sample),
-        blurhash=blurhash(_on_white(list(small.getdata())), small.width, small.height),
+        blurhash=blurhash(_on_white(rgba_pixels(small)), small.width, small.height),
     )
 
 
 def dominant_color(image: Image.Image) -> str:
     """`#rrggbb`: the average of the most populous of up to 8 colour clusters (median cut) of an
     RGBA image's visible pixels; white when no pixel is visible."""
-    visible = [p[:3] for p in image.getdata() if p[3] >= _MIN_ALPHA]
+    visible = [p[:3] for p in rgba_pixels(image) if p[3] >= _MIN_ALPHA]
     if not visible:
         return "#ffffff"
     strip = Image.new("RGB", (len(visible), 1))
@@ -107,6 +107,12 @@ def dominant_color(image: Image.Image) -> str:
     del count
     red, green, blue = palette[3 * index : 3 * index + 3]
     return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def rgba_pixels(image: Image.Image) -> list[tuple[int, int, int, int]]:
+    """The pixels of an RGBA image, row by row."""
+    data = image.tobytes()
+    return list(zip(data[0::4], data[1::4], data[2::4], data[3::4], strict=True))
 
 
 def _on_white(pixels: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int]]:
