@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from hashlib import blake2b
 from typing import NamedTuple
 
-from storage.source import NotFound, check_lexically
+from storage.source import NotFound
 
 # C0 controls, DEL and C1 controls: never in a servable URL segment (as the URL classifier refuses).
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -41,8 +41,10 @@ class FolderListing(NamedTuple):
 
 def natural_key(name: str) -> tuple[object, ...]:
     """Sort key: digit runs compare as numbers, the rest case-insensitively ("a2" < "A10")."""
-    parts = _DIGITS.split(name.casefold())
-    return tuple(int(part) if index % 2 else part for index, part in enumerate(parts)) + (name,)
+    parts: list[object] = _DIGITS.split(name.casefold())  # text, digits, text, digits…, text
+    parts[1::2] = map(int, parts[1::2])  # type: ignore[arg-type]
+    parts.append(name)  # equal ignoring case: a stable, total order
+    return tuple(parts)
 
 
 class FolderLister:
@@ -117,6 +119,7 @@ class FolderLister:
             if kind == "folder":
                 folders.append(name)
             elif kind == "file" and _has_extension(name, self.extensions) and os.access(entry.path, os.R_OK):
+                # (access: an unreadable file is not served by resolve either.)
                 images.append(name)
         folders.sort(key=natural_key)
         images.sort(key=natural_key)
@@ -156,8 +159,6 @@ def _servable_name(name: str) -> bool:
 
 
 def _has_extension(name: str, extensions: frozenset[str]) -> bool:
-    try:
-        check_lexically(name, extensions)
-    except NotFound:
-        return False
-    return True
+    """check_lexically's extension rule, for a name `_servable_name` already accepted."""
+    stem, dot, extension = name.rpartition(".")
+    return bool(dot) and extension.lower() in extensions
