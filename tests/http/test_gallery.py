@@ -351,3 +351,19 @@ class TestMetrics:
             found = samples((await client.get("/metrics")).text)
             assert value(found, "thumbserver_requests_total", kind="browse", status="200") == 2
             assert value(found, "thumbserver_requests_total", kind="info", status="200") == 1
+
+
+class TestParity:
+    """The pure-ASGI front and the FastAPI routes give the same pages."""
+
+    async def test_same_answers(self, make_settings, tree: Path) -> None:
+        answers = []
+        for front in (True, False):
+            async with client_for(make_settings(browse={"enabled": True}), front=front) as client:
+                found = []
+                for url in ("/", "/sub/", "/sub", "/view/photo.jpg", "/missing/", "/?page=9"):
+                    response = await client.get(url)
+                    found.append((url, response.status_code, response.headers.get("etag"),
+                                  response.headers.get("location"), response.content))
+                answers.append(found)
+        assert answers[0] == answers[1]
