@@ -194,3 +194,22 @@ class TestParity:
                 response = await client.get("/info/photo.jpg")
                 answers.append((response.status_code, response.content, response.headers["etag"]))
         assert answers[0] == answers[1]
+
+
+class TestSignCommand:
+    """`thumbserver sign /info/...` prints the URL the server accepts."""
+
+    async def test_sign_info(self, tmp_path: Path, make_settings, image_root: Path) -> None:
+        import subprocess
+        import sys
+
+        config = tmp_path / "config.yaml"
+        config.write_text(f"storage: {{root: {image_root}}}\nsecurity: {{keys: [{KEY}], salts: [{SALT}], "
+                          "sign_originals: true}\n")
+        printed = subprocess.run([sys.executable, "-m", "server", "sign", "--config", str(config), "/info/a b.jpg"],
+                                 capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
+        assert printed == f"/info/{signed('a%20b.jpg')}/a%20b.jpg"
+        images.write(image_root / "a b.jpg", images.jpeg_bytes((10, 10)))
+        settings = make_settings(security={"keys": [KEY], "salts": [SALT], "sign_originals": True})
+        async with client_for(settings) as client:
+            assert (await client.get(printed)).status_code == 200
