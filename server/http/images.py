@@ -95,7 +95,8 @@ class ImageHandler:
                 return await self._page(scope, url, headers)
             return await self._thumbnail(url.spec or "", url.path, headers, scope.get("thumbserver"))
         except Exception as error:  # noqa: BLE001 - every error is answered through the one table
-            if self._gallery is not None and isinstance(error, (NotFound, BadSignature)):
+            if (self._gallery is not None and isinstance(error, (NotFound, BadSignature))
+                    and (isinstance(url, Exception) or url.kind == ORIGINAL)):
                 # /{folder} without its slash: the folder's page, when it is a real folder.
                 redirect = await self._folder_redirect(scope)
                 if redirect is not None:
@@ -128,10 +129,12 @@ class ImageHandler:
             return None
         raw = raw_path_of(scope).partition(b"?")[0]
         try:
-            text = raw.decode("ascii")
-            path = "/".join(unquote(segment, errors="strict") for segment in text[1:].split("/"))
+            segments = [unquote(segment, errors="strict") for segment in raw.decode("ascii")[1:].split("/")]
         except UnicodeDecodeError:
             return None
+        if any("/" in segment for segment in segments):
+            return None  # an encoded slash never names a folder (nor anything else)
+        path = "/".join(segments)
         assert self._gallery is not None
         return await self._gallery.redirect(path, raw, scope.get("query_string", b""))
 

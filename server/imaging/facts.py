@@ -49,9 +49,10 @@ class Facts:
 
 def facts_peak(header: Image.Image, source_bytes: int) -> int:
     """The most memory `read_facts` holds for an opened (not yet loaded) source, at the decoder's
-    scale: the decoded image and its converted copy at 4 bytes a pixel, plus the source's bytes."""
+    scale, at 4 bytes a pixel, times 3 for the copies alive at once (decoded, mode-normalised,
+    RGBA: as the thumbnail pipeline counts its overlap), plus the source's bytes."""
     width, height = header.size
-    return width * height * 4 * 2 + source_bytes
+    return width * height * 4 * 3 + source_bytes
 
 
 def open_for_facts(data: bytes, limits: SourceLimits) -> tuple[Image.Image, tuple[int, int]]:

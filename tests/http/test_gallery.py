@@ -219,7 +219,8 @@ class TestRedirects:
         assert response.status_code == 308
         assert response.headers["location"] == location
 
-    @pytest.mark.parametrize("url", ["/missing", "/missing/", "/photo.jpg/", "/.git/", "/sub/.x/", "/%2e%2e/"])
+    @pytest.mark.parametrize("url", ["/missing", "/missing/", "/photo.jpg/", "/.git/", "/sub/.x/", "/%2e%2e/",
+                                     "/.git", "/%2e%2e", "/sub%2Fdeeper", "/thumb/200x/sub", "/info/sub"])
     async def test_not_folders(self, browse: httpx.AsyncClient, image_root: Path, url: str) -> None:
         (image_root / ".git").mkdir()
         response = await browse.get(url)

@@ -161,6 +161,17 @@ class TestErrors:
             assert client.app.state.info.decodes == 1  # refused from the header, in a render process
 
 
+    async def test_memory_budget(self, make_settings, image_root: Path) -> None:
+        """A decode whose announced peak alone exceeds limits.render_memory_bytes is refused (422);
+        a JPEG is announced at its 1/8 draft scale, so a large one still fits."""
+        images.write(image_root / "wide.png", images.png_bytes((400, 300), mode="RGB"))
+        images.write(image_root / "big.jpg", images.jpeg_bytes((1600, 1200)))
+        async with client_for(make_settings(limits={"render_memory_bytes": 500_000})) as client:
+            assert (await client.get("/info/wide.png")).status_code == 422  # 400 x 300 x 4 x 3 > 500,000
+            response = await client.get("/info/big.jpg")  # decoded at 200 x 150
+            assert response.status_code == 200 and response.json()["width"] == 1600
+
+
 class TestSigned:
     """With security.sign_originals, info URLs are {prefix}/{signature}/{path}."""
 
