@@ -104,8 +104,7 @@ def dominant_color(image: Image.Image) -> str:
     strip.putdata(visible)
     quantized = strip.quantize(colors=8, method=Image.Quantize.MEDIANCUT)
     palette = quantized.getpalette() or []
-    count, index = max(quantized.getcolors(8) or [(1, 0)])
-    del count
+    _count, index = max(quantized.getcolors(8) or [(1, 0)])
     red, green, blue = palette[3 * index : 3 * index + 3]
     return f"#{red:02x}{green:02x}{blue:02x}"
 
