@@ -62,6 +62,33 @@ THUMBNAILS = """
 """
 
 
+# The WCAG 2 contrast ratio of every element with text against its effective background.
+CONTRAST = """
+(() => {
+  const rgb = (text) => text.match(/[\\d.]+/g).slice(0, 4).map(Number);
+  const background = (element) => {
+    for (let e = element; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const luminance = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const out = [];
+  for (const e of document.querySelectorAll("h1, h2, a, span, dt, dd, label, button, code, p, li")) {
+    if (![...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const [l1, l2] = [luminance(rgb(getComputedStyle(e).color)), luminance(background(e))];
+    out.push([e.tagName + "." + e.className + " " + e.textContent.slice(0, 20),
+              (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05)]);
+  }
+  return out;
+})()
+"""
+
+
 def photo(size: tuple[int, int], seed: int) -> bytes:
     return images.jpeg_bytes(size, image=images.textured(size, seed=seed))
 
@@ -245,6 +272,18 @@ class TestGalleryInChromium:
         assert snippet.startswith(f'<img src="{server.url}/thumb/480x/portrait.jpg"') and "320w" in snippet
         shoot(browser, artefacts, "image")
         assert_no_problems(browser, mark)
+
+    @pytest.mark.parametrize("scheme", ["light", "dark"])
+    def test_text_contrast(self, server: LiveServer, browser: Chromium, scheme: str) -> None:
+        """Every text on the folder and image pages has a contrast of at least 4.5:1 (WCAG AA)."""
+        for url in ("/many/", "/view/landscape.jpg"):
+            visit(browser, server.url + url)
+            browser.color_scheme(scheme)
+            ratios = browser.evaluate(CONTRAST)
+            assert len(ratios) > 10
+            low = [(text, round(ratio, 2)) for text, ratio in ratios if ratio < 4.5]
+            assert low == []
+        browser.color_scheme("light")
 
     def test_keyboard_focus_visible(self, server: LiveServer, browser: Chromium) -> None:
         visit(browser, server.url + "/")
