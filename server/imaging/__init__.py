@@ -9,6 +9,7 @@ The public face of the package; the modules behind it are one step each::
     steps.py     orient, normalize_mode, strip_metadata, resize, flatten
     encode.py    choose_format, EncoderSettings, encode
     pipeline.py  render_thumbnail running the steps in order
+    facts.py     open_for_facts, read_facts, blurhash, dominant_color   (/info: one small decode)
     errors.py    ImageError > UndecodableImage > ContainerBomb; ImageError > SourceTooLarge
 """
 

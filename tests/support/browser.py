@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -116,14 +117,20 @@ class Chromium:
     def __exit__(self, *exc_info: object) -> None:
         if self._socket is not None:
             self._socket.close()
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._log.close() if hasattr(self, "_log") else None
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.terminate()
+                try:
+                    self._process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+            try:  # its helper processes (renderers, GPU, zygote) share the session it started
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if hasattr(self, "_log"):
+            self._log.close()
         shutil.rmtree(self._profile, ignore_errors=True)
 
     # --- the protocol ----------------------------------------------------------------------------
