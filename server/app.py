@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from cache import CoalescingCache, DiskStore, GuardedStore, RedisStore, ResultStore, UnusableStore
 from server.config import ConfigError, Settings
 from server.http.cors import CorsPolicy
+from server.http.gallery import Gallery, GalleryLinks
+from server.http.info import info_entry_maker
 from server.http.images import CacheControl, ImageHandler
 from server.http.observe import Metrics, Observer
 from server.http.responses import entry_maker, entry_size
@@ -28,7 +30,8 @@ from server.thumbnails import (
     ThumbnailOptions,
     ThumbnailService,
 )
-from storage import FileStore, NotFound, SourceChanged
+from server.thumbnails.info import InfoService
+from storage import FileStore, FolderLister, NotFound, SourceChanged
 
 
 def thumbnail_options(settings: Settings) -> ThumbnailOptions:
@@ -128,7 +131,8 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         render_memory_bytes=settings.limits.render_memory_bytes,
         process_memory_bytes=settings.limits.render_process_memory_bytes,
         intermediate_bytes=settings.limits.intermediate_bytes,
-        preload=("server.thumbnails.service", "server.imaging.intermediate", "simplejpeg"),
+        preload=("server.thumbnails.service", "server.imaging.intermediate", "simplejpeg", "server.thumbnails.info",
+                 "server.imaging.facts"),
     )
     metrics = Metrics() if settings.metrics.enabled else None
     events = metrics or ServiceEvents()
@@ -144,18 +148,40 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         shared=_guarded(shared_store(settings), settings, events),
         events=events,
     )
+    info = InfoService(
+        originals=originals,
+        pool=pool,
+        memory=thumbnails.memory,  # one memory tier: facts and thumbnails share its byte budget
+        make_entry=info_entry_maker(cache_control.originals),
+        limits=thumbnail_options(settings).limits,
+        shared=thumbnails.shared,
+        events=events,
+    )
+    signer = signer_for(settings)
+    browse = settings.browse
     classifier = URLClassifier(
         thumbnail_prefix=settings.thumbnails.prefix,
         reserved=(),
-        signer=signer_for(settings),
+        signer=signer,
         sign_originals=settings.security.sign_originals,
+        info_prefix=settings.info.prefix,
+        browse_prefix=browse.view_prefix if browse.enabled else None,
     )
+    gallery = None
+    if browse.enabled:
+        links = GalleryLinks(thumbnail_prefix=settings.thumbnails.prefix, info_prefix=settings.info.prefix,
+                             view_prefix=browse.view_prefix, signer=signer,
+                             sign_originals=settings.security.sign_originals)
+        gallery = Gallery(lister=FolderLister(settings.storage.root, settings.storage.extensions), info=info,
+                          links=links, page_size=browse.page_size)
     images = ImageHandler(
         classifier=classifier,
         originals=originals,
         thumbnails=thumbnails,
         cache_control=cache_control,
         cors=CorsPolicy(settings.http.cors_origins),
+        info=info,
+        gallery=gallery,
     )
 
     @asynccontextmanager
@@ -172,6 +198,7 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         images=images,
         thumbnails=thumbnails,
         thumbnail_prefix=settings.thumbnails.prefix,
+        info_prefix=settings.info.prefix,
         lifespan=lifespan,
         front=front,
         docs=settings.server.docs,
@@ -186,4 +213,6 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
                            access_log=settings.server.access_log == "json")
     app.state.settings = settings
     app.state.thumbnails = thumbnails
+    app.state.info = info
+    app.state.gallery = gallery
     return app

@@ -124,6 +124,10 @@ def sign(settings: Settings, path: str) -> int:
     if raw.startswith(prefix):
         rest = raw[len(prefix):]
         print(f"{prefix}{signer.sign(rest.encode())}/{rest}")
+    elif settings.security.sign_originals and raw.startswith(settings.info.prefix + "/"):
+        info = settings.info.prefix + "/"  # /info/a.jpg -> /info/{sig}/a.jpg, signed like originals
+        rest = raw[len(info):]
+        print(f"{info}{signer.sign(rest.encode())}/{rest}")
     elif settings.security.sign_originals:
         rest = raw[1:]
         print(f"/{signer.sign(rest.encode())}/{rest}")

@@ -234,6 +234,29 @@ class SecuritySettings(_Section):
         return self
 
 
+class InfoSettings(_Section):
+    prefix: str = "/info"
+
+    @field_validator("prefix")
+    @classmethod
+    def _one_segment(cls, value: str) -> str:
+        return _one_path_segment(value, "/info")
+
+
+class BrowseSettings(_Section):
+    """The gallery: HTML pages of the image root's folders, and a page per image."""
+
+    enabled: bool = False
+    page_size: Annotated[int, Field(ge=1, le=5000)] = 200
+    # Image pages are {view_prefix}/{path}: a path of their own, never an original's URL.
+    view_prefix: str = "/view"
+
+    @field_validator("view_prefix")
+    @classmethod
+    def _one_segment(cls, value: str) -> str:
+        return _one_path_segment(value, "/view")
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -243,6 +266,19 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()
+    info: InfoSettings = InfoSettings()
+    browse: BrowseSettings = BrowseSettings()
+
+    @model_validator(mode="after")
+    def _distinct_prefixes(self) -> Settings:
+        prefixes = {"thumbnails.prefix": self.thumbnails.prefix, "info.prefix": self.info.prefix,
+                    "browse.view_prefix": self.browse.view_prefix}
+        seen: dict[str, str] = {}
+        for key, value in prefixes.items():
+            if value in seen:
+                raise ValueError(f"{key} {value} is already {seen[value]}")
+            seen[value] = key
+        return self
 
 
 _SECTIONS = tuple(Settings.model_fields)

@@ -1,5 +1,6 @@
 """Where originals come from. Knows nothing of HTTP: returns data (`Source`) or raises.
 
+    FolderLister    folder listings for the gallery, by resolve's rules (storage.listing)
     OriginalStore   the protocol every store implements (storage.store)
     ├── FileStore   a folder on disk, resolved safely inside it (storage.files)
     └── MemoryStore a dict, for tests (storage.store)
@@ -9,10 +10,11 @@
 """
 
 from storage.files import FileStore, identity_of, open_regular, read_source, resolve
+from storage.listing import FolderLister, FolderListing, natural_key
 from storage.source import NotFound, Source, SourceChanged, check_lexically
 from storage.store import MemoryStore, OriginalStore
 
 __all__ = [
-    "FileStore", "MemoryStore", "NotFound", "OriginalStore", "Source", "SourceChanged",
+    "FileStore", "FolderLister", "FolderListing", "natural_key", "MemoryStore", "NotFound", "OriginalStore", "Source", "SourceChanged",
     "check_lexically", "identity_of", "open_regular", "read_source", "resolve",
 ]

@@ -3,6 +3,7 @@
     Exception                            status  raised by
     ├── storage.NotFound                  404    storage stores, the URL classifier
     ├── thumbnails.InvalidSpec            400    server.thumbnails.spec: grammar, size, allow-list
+    ├── gallery.InvalidPage               400    server.http.gallery: a ?page= that is not a page
     ├── thumbnails.BadSignature           403    the URL classifier: unsigned or badly signed
     ├── imaging.ImageError                422    server.imaging: the source cannot become a thumbnail
     │   ├── UndecodableImage                     corrupt, truncated, not an image, refused decoder
@@ -30,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from server.http.conditional import RangeNotSatisfiable
+from server.http.gallery import InvalidPage
 from server.http.responses import error_response
 from server.imaging import ImageError
 from server.thumbnails import BadSignature, InvalidSpec, RenderUnavailable
@@ -57,6 +59,7 @@ def _no_headers(exc: Exception) -> dict[str, str]:
 TABLE: tuple[tuple[type[Exception], Rule], ...] = (
     (NotFound, (404, lambda e: "Not Found", _no_headers)),
     (InvalidSpec, (400, lambda e: f"Invalid thumbnail spec: {e}", _no_headers)),
+    (InvalidPage, (400, str, _no_headers)),
     (BadSignature, (403, lambda e: "Forbidden", _no_headers)),
     (ImageError, (422, lambda e: e.public_message, _no_headers)),  # type: ignore[attr-defined]
     (RenderUnavailable, (503, lambda e: e.detail, lambda e: {"Retry-After": str(e.retry_after)})),  # type: ignore[attr-defined]

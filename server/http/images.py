@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from starlette.responses import Response
 
 from server.http.cors import CorsPolicy
 from server.http.errors import MethodNotAllowed, response_for
+from server.http.gallery import Gallery
+from server.http.info import respond_info
 from server.http.originals import respond_original
 from server.http.request import read_headers
 from server.http.responses import ThumbnailEntry, not_modified
-from server.http.urls import ORIGINAL, ImageURL, URLClassifier, raw_path_of
+from server.http.urls import FOLDER, INFO, ORIGINAL, VIEW, ImageURL, URLClassifier, raw_path_of
 from server.thumbnails import BadSignature, ThumbnailService
+from server.thumbnails.info import InfoService
 from storage import NotFound, OriginalStore, SourceChanged
 
 IMAGE_METHODS = ("GET", "HEAD")
@@ -40,20 +44,26 @@ class ImageHandler:
         thumbnails: ThumbnailService[ThumbnailEntry],
         cache_control: CacheControl,
         cors: CorsPolicy | None = None,
+        info: InfoService[ThumbnailEntry] | None = None,
+        gallery: Gallery | None = None,
     ) -> None:
         self.classifier = classifier
+        self._info = info
+        self._gallery = gallery
         self._cors = cors if cors is not None and cors.enabled else None
         self._originals = originals
         self._thumbnails = thumbnails
         self._cache_control = cache_control
 
     def kind_of(self, scope: Mapping) -> str:
-        """The metrics' kind of a request: original, thumbnail or other."""
+        """The metrics' kind of a request: original, thumbnail, info, browse or other."""
         try:
             url = self.classifier.classify(raw_path_of(scope))
         except (NotFound, BadSignature):
             return "other"
-        return "other" if url is None else url.kind
+        if url is None:
+            return "other"
+        return "browse" if url.kind in (FOLDER, VIEW) else url.kind
 
     def classify(self, scope: Mapping) -> ImageURL | None | Exception:
         """The image URL of `scope`, None when it is not one, or the error it must be answered with."""
@@ -79,9 +89,54 @@ class ImageHandler:
                 raise MethodNotAllowed(ALLOW)
             if url.kind == ORIGINAL:
                 return await self._original(url.path, headers, method)
+            if url.kind == INFO:
+                return await self._facts(url.path, headers)
+            if url.kind in (FOLDER, VIEW):
+                return await self._page(scope, url, headers)
             return await self._thumbnail(url.spec or "", url.path, headers, scope.get("thumbserver"))
         except Exception as error:  # noqa: BLE001 - every error is answered through the one table
+            if (self._gallery is not None and isinstance(error, (NotFound, BadSignature))
+                    and (isinstance(url, Exception) or url.kind == ORIGINAL)):
+                # /{folder} without its slash: the folder's page, when it is a real folder.
+                redirect = await self._folder_redirect(scope)
+                if redirect is not None:
+                    return redirect
             return response_for(error, context=f"for {scope.get('method')} {scope.get('path')!r}")
+
+    async def _facts(self, path: str, headers: Mapping[str, str]) -> Response:
+        if self._info is None:
+            raise NotFound("info is not served")
+        for _attempt in range(2):
+            try:
+                return await respond_info(self._info, path, headers, self._cache_control.originals)
+            except SourceChanged:
+                continue  # replaced while being read: once more from a fresh stat
+        raise SourceChanged(path)
+
+    async def _page(self, scope: Mapping, url: ImageURL, headers: Mapping[str, str]) -> Response:
+        assert self._gallery is not None  # the classifier names pages only when browsing is on
+        if url.kind == FOLDER:
+            response = await self._gallery.folder_page(url.path, headers, scope.get("query_string", b""))
+        else:
+            response = await self._gallery.image_page(url.path, headers, headers.get("host"),
+                                                      scope.get("scheme", "http"))
+        if scope["method"] == "HEAD":
+            response.body = b""  # the same headers, Content-Length included, and no body
+        return response
+
+    async def _folder_redirect(self, scope: Mapping) -> Response | None:
+        if scope.get("method") not in IMAGE_METHODS:
+            return None
+        raw = raw_path_of(scope).partition(b"?")[0]
+        try:
+            segments = [unquote(segment, errors="strict") for segment in raw.decode("ascii")[1:].split("/")]
+        except UnicodeDecodeError:
+            return None
+        if any("/" in segment for segment in segments):
+            return None  # an encoded slash never names a folder (nor anything else)
+        path = "/".join(segments)
+        assert self._gallery is not None
+        return await self._gallery.redirect(path, raw, scope.get("query_string", b""))
 
     async def _original(self, path: str, headers: Mapping[str, str], method: str) -> Response:
         for _attempt in range(2):

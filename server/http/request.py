@@ -7,6 +7,7 @@ from collections.abc import Iterable
 # The request headers image responses depend on. ASGI servers lowercase header names.
 IMAGE_HEADERS = frozenset({
     "accept", "if-none-match", "if-modified-since", "range", "if-range", "origin", "access-control-request-headers",
+    "host",  # the gallery's image page shows absolute URLs to copy
 })
 _WANTED = {name.encode(): name for name in IMAGE_HEADERS}
 

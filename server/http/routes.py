@@ -28,9 +28,16 @@ from storage import NotFound
 _IMAGE_CONTENT = {media_type: {} for media_type in sorted({f.media_type for f in FORMATS.values()})}
 _THUMBNAIL_CONTENT = {FORMATS[name].media_type: {} for name in OUTPUT_FORMATS}
 _ERROR_CONTENT = {"application/json": {"example": {"detail": "Not Found"}}}
+INFO_EXAMPLE = {
+    "width": 4000, "height": 3000, "format": "jpeg", "media_type": "image/jpeg", "bytes": 2345678, "frames": 1,
+    "animated": False, "has_alpha": False, "orientation": 6, "etag": '"5f3a1c2b9d000-23ca4e"',
+    "last_modified": "Tue, 01 Dec 2026 12:00:00 GMT", "dominant_color": "#4a6b8c",
+    "blurhash": "LEHV6nWB2yk8pyo0adR*.7kCMdnj",
+}
 
 
 def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_prefix: str, lifespan,
+              info_prefix: str = "/info",
               front: bool = True, docs: bool = True, metrics: Metrics | None = None,
               metrics_path: str = "/metrics", robots_txt: str | None = None, favicon: bytes | None = None) -> FastAPI:
     """The ASGI app. `front=False` leaves out the pure-ASGI front, so image URLs go through the
@@ -103,6 +110,22 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
                          404: {"content": _ERROR_CONTENT, "description": "No such image."},
                          422: {"content": _ERROR_CONTENT, "description": "The source cannot be made into a thumbnail."},
                          503: {"content": _ERROR_CONTENT, "description": "Render queue full or render too slow."},
+                     })
+    _add_image_route(app, ImageRoute, info_prefix + "/{path:path}", image, "info",
+                     summary="Facts about an original image",
+                     description=(
+                         "JSON facts about `{root}/{path}`: `width` and `height` as displayed (after EXIF "
+                         "orientation), `format`, `media_type`, `bytes`, `frames`, `animated`, `has_alpha`, "
+                         "`orientation` (1-8), the original's `etag` and `last_modified`, `dominant_color` "
+                         "(`#rrggbb`) and `blurhash` (4x3 components). With `security.sign_originals`, "
+                         "the URL is `{prefix}/{signature}/{path}`."),
+                     responses={
+                         200: {"content": {"application/json": {"example": INFO_EXAMPLE}}, "description": "The facts."},
+                         304: {"description": "Not modified."},
+                         403: {"content": _ERROR_CONTENT, "description": "Missing or bad signature."},
+                         404: {"content": _ERROR_CONTENT, "description": "No such image."},
+                         422: {"content": _ERROR_CONTENT, "description": "The source cannot be decoded."},
+                         503: {"content": _ERROR_CONTENT, "description": "Render queue full."},
                      })
     _add_image_route(app, ImageRoute, "/{path:path}", image, "original",
                      summary="An original image",
@@ -206,7 +229,7 @@ def _add_image_route(app: FastAPI, route_class: type[APIRoute], path: str, endpo
     async def original(path: str, request: Request) -> Response:
         return await endpoint(request)
 
-    handler = documented if name == "thumbnail" else original
+    handler = documented if name == "thumbnail" else original  # info shows one parameter, like originals
     handler.__name__ = name
     app.router.routes.append(route_class(path, handler, methods=["GET"], response_class=Response, tags=["images"],
                                          **options))

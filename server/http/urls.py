@@ -15,6 +15,11 @@ from server.thumbnails import BadSignature, Signer
 from storage import NotFound
 
 ORIGINAL = "original"
+INFO = "info"
+#: A gallery page of a folder (`/`, `/{folder}/`) and an image's page (`{view prefix}/{path}`),
+#: when browsing is on; both count as the metrics' kind "browse".
+FOLDER = "folder"
+VIEW = "view"
 #: The classifier remembers this many answers, for raw paths up to this long.
 MEMO_ENTRIES = 4096
 MEMO_PATH_BYTES = 512
@@ -26,7 +31,8 @@ _CONTROLS = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
 
 
 class ImageURL(NamedTuple):
-    """An image request: `kind` is ORIGINAL or THUMBNAIL; `path` is decoded, without a leading "/"."""
+    """An image request: `kind` is ORIGINAL, THUMBNAIL, INFO, FOLDER or VIEW; `path` is decoded,
+    without a leading "/" (a FOLDER's path is "" for the root, else it ends with "/")."""
 
     kind: str
     path: str
@@ -40,6 +46,9 @@ class URLClassifier:
     `metrics`…): their paths are never images, so a route registered there is never shadowed.
     With a `signer`, thumbnail URLs (and originals, with `sign_originals`) carry a signature
     segment that is checked here, before any filesystem work, and never reaches a key.
+    `info_prefix` names info URLs (signed like originals). With `browse_prefix` (browsing on),
+    `/` and every path ending in `/` are folder pages, never signed (a folder is not an
+    original), and `{browse_prefix}/{path}` is an image's page.
     """
 
     def __init__(
@@ -49,8 +58,12 @@ class URLClassifier:
         reserved: Iterable[str],
         signer: Signer | None = None,
         sign_originals: bool = False,
+        info_prefix: str = "/info",
+        browse_prefix: str | None = None,
     ) -> None:
         self._prefix = thumbnail_prefix.strip("/")
+        self._info = info_prefix.strip("/")
+        self._view = browse_prefix.strip("/") if browse_prefix is not None else None
         self._signer = signer
         self._sign_originals = sign_originals and signer is not None
         self._reserved = frozenset(reserved)
@@ -60,7 +73,7 @@ class URLClassifier:
 
     def reserve(self, segments: Iterable[str]) -> None:
         """Add first segments that other routes own."""
-        self._reserved = (self._reserved | frozenset(segments)) - {self._prefix}
+        self._reserved = (self._reserved | frozenset(segments)) - {self._prefix, self._info, self._view}
         self._memo.clear()
 
     def classify(self, raw_path: bytes) -> ImageURL | None:
@@ -89,6 +102,15 @@ class URLClassifier:
         first, _, rest = text[1:].partition("/")
         if first in self._reserved:
             return None
+        if self._view is not None:
+            if text.endswith("/"):
+                return ImageURL(FOLDER, _decoded(text[1:]))
+            if first == self._view:
+                return ImageURL(VIEW, _decoded(rest))
+        if first == self._info:
+            if self._sign_originals:
+                rest = self._verified(rest)
+            return ImageURL(INFO, _decoded(rest))
         if first == self._prefix:
             if self._signer is not None:
                 rest = self._verified(rest)
@@ -100,7 +122,7 @@ class URLClassifier:
         if self._sign_originals:
             path = self._verified(path)
             first = path.partition("/")[0]
-        if "%" in first and unquote(first) in (self._prefix, *self._reserved):
+        if "%" in first and unquote(first) in (self._prefix, self._info, self._view, *self._reserved):
             raise NotFound("an encoded prefix is not that prefix")
         return ImageURL(ORIGINAL, _decoded(path))
 

@@ -13,6 +13,7 @@ The public face of the package; the modules behind it are one step each::
     intermediate.py  read_facts, decode_class, decode_intermediate,  (a source decoded once per M/8
                  thumbnail_from                                    class; JPEG scaled by simplejpeg)
     pipeline.py  render_thumbnail running the steps in order; render_from an intermediate
+    facts.py     open_for_facts, read_facts, blurhash, dominant_color   (/info: one small decode)
     errors.py    ImageError > UndecodableImage > ContainerBomb; ImageError > SourceTooLarge
 """
 

@@ -60,7 +60,7 @@ class TestOpenApiContract:
         report = json.loads(reports[0].read_text())
         assert report["failures"] == [] and report["errors"] == [], json.dumps(report["failures"][:3])[:3000]
         assert result.returncode == 0, result.stdout[-3000:]
-        assert report["operations"]["tested"] == 4  # /healthz, /metrics, thumbnails, originals
+        assert report["operations"]["tested"] == 5  # /healthz, /metrics, thumbnails, info, originals
         assert report["test_cases"]["generated"] >= 4 * min(examples, 20)
         print(f"schemathesis ({'pinned' if pinned else 'free'}): {report['test_cases']['generated']} cases, "
               f"{report['running_time']:.0f} s")
