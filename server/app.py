@@ -17,6 +17,7 @@ from server.http.images import CacheControl, ImageHandler
 from server.http.observe import Metrics, Observer
 from server.http.responses import entry_maker, entry_size
 from server.http.routes import build_app, reserved_segments
+from server.http.uploads import UploadHandler, UploadLimits
 from server.http.urls import URLClassifier
 from server.imaging import EncoderSettings, SourceLimits
 from server.thumbnails import (
@@ -28,6 +29,7 @@ from server.thumbnails import (
     ThumbnailOptions,
     ThumbnailService,
 )
+from server.thumbnails.uploads import UploadRenderer
 from storage import FileStore, NotFound, SourceChanged
 
 
@@ -148,12 +150,19 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         signer=signer_for(settings),
         sign_originals=settings.security.sign_originals,
     )
+    uploads = None
+    if settings.uploads.enabled:
+        # An upload holds a render slot from its first byte: as many as renders run and wait.
+        capacity = settings.limits.render_workers + settings.limits.render_queue
+        uploads = UploadHandler(UploadRenderer(thumbnails, capacity=capacity),
+                                UploadLimits(settings.uploads.max_bytes, settings.uploads.read_timeout_s))
     images = ImageHandler(
         classifier=classifier,
         originals=originals,
         thumbnails=thumbnails,
         cache_control=cache_control,
         cors=CorsPolicy(settings.http.cors_origins),
+        uploads=uploads,
     )
 
     @asynccontextmanager
@@ -177,6 +186,8 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         metrics_path=settings.metrics.path,
         robots_txt=settings.http.robots_txt,
         favicon=_root_favicon(settings),
+        uploads=settings.uploads.enabled,
+        signed=bool(settings.security.keys),
     )
     if metrics is not None or settings.server.access_log == "json":
         # Outermost: nothing answers a request without it being counted (and logged).

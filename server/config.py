@@ -229,6 +229,15 @@ class SecuritySettings(_Section):
         return self
 
 
+class UploadSettings(_Section):
+    """`POST {thumbnails.prefix}/{spec}`: a thumbnail of the image in the request body."""
+
+    enabled: bool = False
+    max_bytes: PositiveInt = 20 * 1024 * 1024
+    # Seconds the whole body may take to arrive (then 408): uvicorn has no such bound.
+    read_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -238,6 +247,7 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()
+    uploads: UploadSettings = UploadSettings()
 
 
 _SECTIONS = tuple(Settings.model_fields)

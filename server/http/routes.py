@@ -29,13 +29,27 @@ from storage import NotFound
 _IMAGE_CONTENT = {media_type: {} for media_type in sorted({f.media_type for f in FORMATS.values()})}
 _THUMBNAIL_CONTENT = {FORMATS[name].media_type: {} for name in OUTPUT_FORMATS}
 _ERROR_CONTENT = {"application/json": {"example": {"detail": "Not Found"}}}
+_BINARY = {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}
+# Written out rather than declared as an `UploadFile` parameter: FastAPI would read (and spool)
+# the whole form before the handler runs; server.http.uploads reads it bounded, as it streams.
+_UPLOAD_BODY = {
+    "required": True,
+    "description": "The image: a multipart/form-data field `file`, or the whole body with its image type.",
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                           "properties": {"file": {**_BINARY, "description": "The image."}}}},
+        **{media_type: {"schema": _BINARY} for media_type in sorted({f.media_type for f in FORMATS.values()})},
+    },
+}
 
 
 def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_prefix: str, lifespan,
               front: bool = True, docs: bool = True, metrics: Metrics | None = None,
-              metrics_path: str = "/metrics", robots_txt: str | None = None, favicon: bytes | None = None) -> FastAPI:
+              metrics_path: str = "/metrics", robots_txt: str | None = None, favicon: bytes | None = None,
+              uploads: bool = False, signed: bool = False) -> FastAPI:
     """The ASGI app. `front=False` leaves out the pure-ASGI front, so image URLs go through the
-    FastAPI routes (the parity tests compare both doors)."""
+    FastAPI routes (the parity tests compare both doors). `uploads`: document and route
+    `POST {prefix}/{spec}` (`{prefix}/{signature}/{spec}` when `signed`)."""
     app = FastAPI(
         openapi_url="/openapi.json" if docs else None,
         title="thumbserver",
@@ -104,6 +118,9 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
                          422: {"content": _ERROR_CONTENT, "description": "The source cannot be made into a thumbnail."},
                          503: {"content": _ERROR_CONTENT, "description": "Render queue full or render too slow."},
                      })
+    if uploads:
+        _add_upload_route(app, ImageRoute, thumbnail_prefix + ("/{signature}/{spec}" if signed else "/{spec}"),
+                          images, signed=signed)
     _add_image_route(app, ImageRoute, "/{path:path}", image, "original",
                      summary="An original image",
                      description="The original file `{root}/{path}`, with conditional and range requests.",
@@ -212,3 +229,35 @@ def _add_image_route(app: FastAPI, route_class: type[APIRoute], path: str, endpo
                                          **options))
     app.router.routes.append(route_class(path, handler, methods=["HEAD"], response_class=Response,
                                          include_in_schema=False))
+
+
+def _add_upload_route(app: FastAPI, route_class: type[APIRoute], path: str, images: ImageHandler, *,
+                      signed: bool) -> None:
+    """`POST {prefix}/{spec}`, documented with both request bodies and the image responses."""
+
+    async def upload(spec: str, request: Request) -> Response:
+        return await images.respond(request.scope, images.classify(request.scope) or NotFound("not an upload URL"),
+                                    request.receive)
+
+    async def signed_upload(signature: str, spec: str, request: Request) -> Response:
+        return await upload(spec, request)
+
+    handler = signed_upload if signed else upload
+    handler.__name__ = "upload"
+    app.router.routes.append(route_class(
+        path, handler, methods=["POST"], response_class=Response, tags=["images"],
+        summary="A thumbnail of an uploaded image",
+        description="The image in the body (multipart field `file`, or the raw body with `Content-Type: image/...`) "
+                    "made into a thumbnail as `{spec}` describes; nothing is cached (`Cache-Control: no-store`).",
+        openapi_extra={"requestBody": _UPLOAD_BODY},
+        responses={
+            200: {"content": _THUMBNAIL_CONTENT, "description": "The encoded thumbnail."},
+            400: {"content": _ERROR_CONTENT, "description": "Bad spec, or no image in the request."},
+            **({403: {"content": _ERROR_CONTENT, "description": "Bad or missing signature."}} if signed else {}),
+            408: {"content": _ERROR_CONTENT, "description": "The body did not arrive in time."},
+            413: {"content": _ERROR_CONTENT, "description": "The upload is larger than uploads.max_bytes."},
+            415: {"content": _ERROR_CONTENT, "description": "Not an image type this server decodes."},
+            422: {"content": _ERROR_CONTENT, "description": "The image cannot be made into a thumbnail."},
+            503: {"content": _ERROR_CONTENT, "description": "Render queue full or render too slow."},
+        },
+    ))

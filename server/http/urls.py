@@ -19,6 +19,7 @@ ORIGINAL = "original"
 MEMO_ENTRIES = 4096
 MEMO_PATH_BYTES = 512
 THUMBNAIL = "thumbnail"
+UPLOAD = "upload"  # `{prefix}/{spec}`: POST an image, get its thumbnail
 
 # C0 controls, DEL and C1 controls: never part of a served name (a CR or LF in a name would be
 # an alias of the name without it in some routers, and a header-injection hazard in others).
@@ -26,7 +27,8 @@ _CONTROLS = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
 
 
 class ImageURL(NamedTuple):
-    """An image request: `kind` is ORIGINAL or THUMBNAIL; `path` is decoded, without a leading "/"."""
+    """An image request: `kind` is ORIGINAL, THUMBNAIL or UPLOAD (no path); `path` is decoded,
+    without a leading "/"."""
 
     kind: str
     path: str
@@ -93,6 +95,8 @@ class URLClassifier:
             if self._signer is not None:
                 rest = self._verified(rest)
             spec, slash, path = rest.partition("/")
+            if not slash and spec and "%" not in spec:
+                return ImageURL(UPLOAD, "", spec)
             if not slash or "%" in spec:
                 raise NotFound("a thumbnail URL needs a plain spec and a path")
             return ImageURL(THUMBNAIL, _decoded(path), spec)

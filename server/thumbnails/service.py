@@ -196,20 +196,30 @@ class ThumbnailService(Generic[E]):
         limits = self.options.limits
         if plan.source.size > limits.max_bytes:
             raise SourceTooLarge("The source image is larger than this server accepts")
-        spec = plan.spec
-        request = RenderRequest(
-            width=spec.width,
-            height=spec.height,
-            fit=spec.fit,
-            format=plan.output_format,
-            quality=spec.quality,
-            encoder=self.options.encoder,
-        )
+        request = self.render_request(plan.spec, plan.output_format)
         self.renders += 1
+        rendered, seconds = await self.run_render(_read_and_render, self.originals, plan.source, request, limits)
+        self._outcome(plan, "render", round(seconds * 1000, 1))
+        logger.info("rendered %s %s as %s (%d bytes)", plan.source.relative, plan.spec.canonical, rendered.format,
+                    len(rendered.data))
+        return rendered
+
+    def parse(self, spec_text: str) -> ThumbSpec:
+        """The spec `spec_text` names, under the configured rules; raises `InvalidSpec`."""
+        return self._parse(spec_text)
+
+    def render_request(self, spec: ThumbSpec, output_format: str | None) -> RenderRequest:
+        """What the pipeline is asked for `spec` in `output_format` (None: the source's family)."""
+        return RenderRequest(width=spec.width, height=spec.height, fit=spec.fit, format=output_format,
+                             quality=spec.quality, encoder=self.options.encoder)
+
+    async def run_render(self, function: Callable[..., Rendered], *args: object) -> tuple[Rendered, float]:
+        """`function(*args)` in a render process, counted as a render (in flight, rejections,
+        duration): the result and the seconds it took. Raises what `RenderPool.run` raises."""
         started = time.perf_counter()
         self.events.in_flight(1)
         try:
-            rendered = await self.pool.run(_read_and_render, self.originals, plan.source, request, limits)
+            rendered = await self.pool.run(function, *args)
         except RenderUnavailable as error:
             self.events.rejected(getattr(error, "reason", "unavailable"))
             raise
@@ -217,10 +227,7 @@ class ThumbnailService(Generic[E]):
             self.events.in_flight(-1)
         seconds = time.perf_counter() - started
         self.events.rendered(rendered.format, seconds)
-        self._outcome(plan, "render", round(seconds * 1000, 1))
-        logger.info("rendered %s %s as %s (%d bytes)", plan.source.relative, spec.canonical, rendered.format,
-                    len(rendered.data))
-        return rendered
+        return rendered, seconds
 
     def _stored(self, plan: Plan, rendered: Rendered) -> StoredResult:
         return StoredResult(
@@ -239,8 +246,13 @@ class ThumbnailService(Generic[E]):
 
 def _read_and_render(originals: OriginalStore, source: Source, request: RenderRequest, limits: SourceLimits) -> Rendered:
     """Runs in a render process: read the exact version `source` names (or raise `SourceChanged`:
-    other bytes must not be cached under its identity), announce the render's peak memory and
-    wait until it fits the pool's budget, then render it.
+    other bytes must not be cached under its identity), then `render_in_budget`."""
+    return render_in_budget(originals.read(source, max_bytes=limits.max_bytes), request, limits)
+
+
+def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits) -> Rendered:
+    """Runs in a render process: announce the render's peak memory and wait until it fits the
+    pool's budget, then render `data` (an original's bytes, or an upload's).
 
     The peak is known from the header alone, before any pixel is decoded: the image at the
     scale its decoder will use (a JPEG's draft scale), at 4 bytes a pixel (Pillow's widest),
@@ -253,7 +265,6 @@ def _read_and_render(originals: OriginalStore, source: Source, request: RenderRe
     from server.imaging import decode_size, displayed_size, open_source, plan_geometry, read_orientation, reduce_on_load
     from server.thumbnails.pool import announce_peak
 
-    data = originals.read(source, max_bytes=limits.max_bytes)
     header = open_source(data, limits)
     # read_orientation decodes every source but a JPEG; elsewhere the orientation changes no size.
     orientation = read_orientation(header) if header.format in FORMATS["jpeg"].decoders else 1
