@@ -150,12 +150,11 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         signer=signer_for(settings),
         sign_originals=settings.security.sign_originals,
     )
-    uploads = None
+    uploads = renderer = None
     if settings.uploads.enabled:
         # An upload holds a render slot from its first byte: as many as renders run and wait.
-        capacity = settings.limits.render_workers + settings.limits.render_queue
-        uploads = UploadHandler(UploadRenderer(thumbnails, capacity=capacity),
-                                UploadLimits(settings.uploads.max_bytes, settings.uploads.read_timeout_s))
+        renderer = UploadRenderer(thumbnails, capacity=settings.limits.render_workers + settings.limits.render_queue)
+        uploads = UploadHandler(renderer, UploadLimits(settings.uploads.max_bytes, settings.uploads.read_timeout_s))
     images = ImageHandler(
         classifier=classifier,
         originals=originals,
@@ -195,4 +194,5 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
                            access_log=settings.server.access_log == "json")
     app.state.settings = settings
     app.state.thumbnails = thumbnails
+    app.state.uploads = renderer
     return app

@@ -235,16 +235,28 @@ def _add_upload_route(app: FastAPI, route_class: type[APIRoute], path: str, imag
                       signed: bool) -> None:
     """`POST {prefix}/{spec}`, documented with both request bodies and the image responses."""
 
-    async def upload(spec: str, request: Request) -> Response:
-        return await images.respond(request.scope, images.classify(request.scope) or NotFound("not an upload URL"),
+    async def respond(request: Request) -> Response:
+        url = images.classify(request.scope)
+        return await images.respond(request.scope, NotFound("not an image URL") if url is None else url,
                                     request.receive)
 
+    async def upload(spec: str, request: Request) -> Response:  # the parameters OpenAPI shows
+        return await respond(request)
+
     async def signed_upload(signature: str, spec: str, request: Request) -> Response:
-        return await upload(spec, request)
+        return await respond(request)
+
+    async def other_post(rest: str, request: Request) -> Response:
+        return await respond(request)
 
     handler = signed_upload if signed else upload
     handler.__name__ = "upload"
-    app.router.routes.append(route_class(
+    # Any other POST under the prefix (unsigned, a thumbnail URL) gets the same answer as at the
+    # front (403, 405…), not the catch-all route's 405.
+    prefix = path.partition("/{")[0]
+    app.router.routes.append(route_class(prefix + "/{rest:path}", other_post, methods=["POST"],
+                                         include_in_schema=False))
+    app.router.routes.insert(len(app.router.routes) - 1, route_class(
         path, handler, methods=["POST"], response_class=Response, tags=["images"],
         summary="A thumbnail of an uploaded image",
         description="The image in the body (multipart field `file`, or the raw body with `Content-Type: image/...`) "
