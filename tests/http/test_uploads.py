@@ -280,6 +280,12 @@ class TestSigned:
             paths = (await http.get("/openapi.json")).json()["paths"]
             assert "post" in paths["/thumb/{signature}/{spec}"]
 
+    def test_thumbserver_sign_prints_the_upload_url(self, uploads_on, capsys) -> None:
+        from server.cli import sign
+
+        assert sign(uploads_on(security={"keys": [KEY], "salts": [SALT]}), "/thumb/64x") == 0
+        assert capsys.readouterr().out.strip() == f"/thumb/{signed('64x')}/64x"
+
 
 class TestQueue:
     """An upload holds a render slot from its first byte; with none free, 503 before reading."""
