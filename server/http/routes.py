@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+from importlib.resources import files
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 
@@ -14,7 +15,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from PIL import Image
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match
 
@@ -168,17 +168,20 @@ def _add_site_files(app: FastAPI, *, robots_txt: str | None, favicon: bytes) -> 
 
 
 DOCS_ASSETS = "/docs/assets"
+# Swagger UI 5 (fastapi-offline's pinned copy): swagger-ui-bundle's 4.x cannot read OpenAPI 3.1,
+# which FastAPI writes ("Unable to render this definition").
+SWAGGER_UI_FILES = files("fastapi_offline") / "static"
 
 
 def _add_docs(app: FastAPI) -> None:
-    """`/docs`: Swagger UI from the swagger-ui-bundle package (a pinned copy, served here), with a
+    """`/docs`: Swagger UI from fastapi-offline's pinned copy (served here), with a
     Content-Security-Policy that lets the page load nothing from anywhere else."""
     page = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
         title=f"{app.title} API",
         swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
         swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-        swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
         # Swagger UI would otherwise ask validator.swagger.io for a badge.
         swagger_ui_parameters={"validatorUrl": None},
     )
@@ -199,7 +202,7 @@ def _add_docs(app: FastAPI) -> None:
 
     app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
     app.add_api_route("/docs", docs, methods=["HEAD"], include_in_schema=False)
-    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(SWAGGER_UI_FILES)), name="docs-assets")
 
 
 def reserved_segments(routes: Iterable[BaseRoute]) -> set[str]:
