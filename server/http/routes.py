@@ -191,7 +191,7 @@ def _add_docs(app: FastAPI) -> None:
     script_hash = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
     policy = (
         f"default-src 'none'; script-src 'self' 'sha256-{script_hash}'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
+        "img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'none'"
     )
     headers = {"Content-Security-Policy": policy, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
@@ -234,6 +234,10 @@ def _add_image_route(app: FastAPI, route_class: type[APIRoute], path: str, endpo
                                          include_in_schema=False))
 
 
+def _error(description: str, example: str) -> dict:
+    return {"description": description, "content": {"application/json": {"example": {"detail": example}}}}
+
+
 def _add_upload_route(app: FastAPI, route_class: type[APIRoute], path: str, images: ImageHandler, *,
                       signed: bool) -> None:
     """`POST {prefix}/{spec}`, documented with both request bodies and the image responses."""
@@ -267,12 +271,12 @@ def _add_upload_route(app: FastAPI, route_class: type[APIRoute], path: str, imag
         openapi_extra={"requestBody": _UPLOAD_BODY},
         responses={
             200: {"content": _THUMBNAIL_CONTENT, "description": "The encoded thumbnail."},
-            400: {"content": _ERROR_CONTENT, "description": "Bad spec, or no image in the request."},
-            **({403: {"content": _ERROR_CONTENT, "description": "Bad or missing signature."}} if signed else {}),
-            408: {"content": _ERROR_CONTENT, "description": "The body did not arrive in time."},
-            413: {"content": _ERROR_CONTENT, "description": "The upload is larger than uploads.max_bytes."},
-            415: {"content": _ERROR_CONTENT, "description": "Not an image type this server decodes."},
-            422: {"content": _ERROR_CONTENT, "description": "The image cannot be made into a thumbnail."},
-            503: {"content": _ERROR_CONTENT, "description": "Render queue full or render too slow."},
+            400: _error("Bad spec, or no image in the request.", "Invalid thumbnail spec: unknown modifier 'sepia'"),
+            **({403: _error("Bad or missing signature.", "Forbidden")} if signed else {}),
+            408: _error("The body did not arrive in time.", "The upload did not arrive within 30 s."),
+            413: _error("The upload is larger than uploads.max_bytes.", "The upload is larger than 20971520 bytes."),
+            415: _error("Not an image type this server decodes.", "text/plain is not an image type this server decodes; …"),
+            422: _error("The image cannot be made into a thumbnail.", "The source is not an image that can be decoded."),
+            503: _error("Render queue full or render too slow.", "Too many renders waiting; try again shortly"),
         },
     ))

@@ -95,8 +95,10 @@ class URLClassifier:
             if self._signer is not None:
                 rest = self._verified(rest)
             spec, slash, path = rest.partition("/")
-            if not slash and spec and "%" not in spec:
-                return ImageURL(UPLOAD, "", spec)
+            if not slash and spec:
+                # Decoded once, unlike a thumbnail's spec: an upload is never cached, so an alias
+                # splits no cache entry, and Swagger UI's "Try it out" sends "," as "%2C".
+                return ImageURL(UPLOAD, "", _decoded(spec))
             if not slash or "%" in spec:
                 raise NotFound("a thumbnail URL needs a plain spec and a path")
             return ImageURL(THUMBNAIL, _decoded(path), spec)

@@ -120,6 +120,14 @@ class TestUploaded:
             assert response.headers["content-length"] == str(len(response.content))
             assert response.headers["content-disposition"] == 'inline; filename="cat photo_100x100.png"'
 
+    async def test_percent_encoded_spec(self, uploads_on) -> None:
+        """Swagger UI's "Try it out" percent-encodes the commas of a path parameter."""
+        async with client_for(uploads_on()) as http:
+            response = await http.post("/thumb/100x100%2Ccover%2Cpng", content=PHOTO, headers={"Content-Type": "image/jpeg"})
+            assert response.status_code == 200 and decode(response).size == (100, 100)
+            assert response.headers["content-type"] == "image/png"
+            assert (await http.post("/thumb/64x%2F", content=PHOTO, headers={"Content-Type": "image/jpeg"})).status_code == 404
+
     async def test_format_from_accept_else_the_uploads_family(self, uploads_on) -> None:
         logo = images.png_bytes((300, 200), mode="RGBA", color=(0, 0, 255, 0))
         async with client_for(uploads_on()) as http:
