@@ -19,6 +19,7 @@ from server.http.images import CacheControl, ImageHandler
 from server.http.observe import Metrics, Observer
 from server.http.responses import entry_maker, entry_size
 from server.http.routes import build_app, reserved_segments
+from server.http.uploads import UploadHandler, UploadLimits
 from server.http.urls import URLClassifier
 from server.imaging import EncoderSettings, SourceLimits
 from server.thumbnails import (
@@ -32,6 +33,8 @@ from server.thumbnails import (
 )
 from server.thumbnails.info import InfoService
 from storage import FileStore, FolderLister, NotFound, SourceChanged
+from server.thumbnails.uploads import UploadRenderer
+from storage import FileStore, NotFound, SourceChanged
 
 
 def thumbnail_options(settings: Settings) -> ThumbnailOptions:
@@ -174,6 +177,11 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
                              sign_originals=settings.security.sign_originals)
         gallery = Gallery(lister=FolderLister(settings.storage.root, settings.storage.extensions), info=info,
                           links=links, page_size=browse.page_size)
+    uploads = renderer = None
+    if settings.uploads.enabled:
+        # An upload holds a render slot from its first byte: as many as renders run and wait.
+        renderer = UploadRenderer(thumbnails, capacity=settings.limits.render_workers + settings.limits.render_queue)
+        uploads = UploadHandler(renderer, UploadLimits(settings.uploads.max_bytes, settings.uploads.read_timeout_s))
     images = ImageHandler(
         classifier=classifier,
         originals=originals,
@@ -182,6 +190,7 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         cors=CorsPolicy(settings.http.cors_origins),
         info=info,
         gallery=gallery,
+        uploads=uploads,
     )
 
     @asynccontextmanager
@@ -206,6 +215,8 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         metrics_path=settings.metrics.path,
         robots_txt=settings.http.robots_txt,
         favicon=_root_favicon(settings),
+        uploads=settings.uploads.enabled,
+        signed=bool(settings.security.keys),
     )
     if metrics is not None or settings.server.access_log == "json":
         # Outermost: nothing answers a request without it being counted (and logged).
@@ -215,4 +226,5 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
     app.state.thumbnails = thumbnails
     app.state.info = info
     app.state.gallery = gallery
+    app.state.uploads = renderer
     return app

@@ -255,6 +255,13 @@ class BrowseSettings(_Section):
     @classmethod
     def _one_segment(cls, value: str) -> str:
         return _one_path_segment(value, "/view")
+class UploadSettings(_Section):
+    """`POST {thumbnails.prefix}/{spec}`: a thumbnail of the image in the request body."""
+
+    enabled: bool = False
+    max_bytes: PositiveInt = 20 * 1024 * 1024
+    # Seconds the whole body may take to arrive (then 408): uvicorn has no such bound.
+    read_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
 
 class Settings(_Section):
@@ -279,6 +286,7 @@ class Settings(_Section):
                 raise ValueError(f"{key} {value} is already {seen[value]}")
             seen[value] = key
         return self
+    uploads: UploadSettings = UploadSettings()
 
 
 _SECTIONS = tuple(Settings.model_fields)

@@ -13,6 +13,10 @@
     ├── storage.SourceChanged             503    the original kept changing while it was read
     ├── conditional.RangeNotSatisfiable   416    server.http.conditional.parse_range
     ├── MethodNotAllowed                  405    the image front, for methods image URLs don't take
+    ├── uploads.BadUpload                 400    server.http.uploads: no body, no field `file`, bad form
+    ├── uploads.UploadTimeout             408    server.http.uploads: the body did not arrive in time
+    ├── uploads.UploadTooLarge            413    server.http.uploads: over uploads.max_bytes
+    ├── uploads.UnsupportedUploadType     415    server.http.uploads: not an image type we decode
     └── starlette HTTPException           its own (405 with the route's Allow, 404 for no route)
 
 Every error body is JSON `{"detail": "..."}` with `Cache-Control: no-store`; details never
@@ -33,6 +37,7 @@ from starlette.routing import Match
 from server.http.conditional import RangeNotSatisfiable
 from server.http.gallery import InvalidPage
 from server.http.responses import error_response
+from server.http.uploads import BadUpload, UnsupportedUploadType, UploadTimeout, UploadTooLarge
 from server.imaging import ImageError
 from server.thumbnails import BadSignature, InvalidSpec, RenderUnavailable
 from storage import NotFound, SourceChanged
@@ -67,6 +72,11 @@ TABLE: tuple[tuple[type[Exception], Rule], ...] = (
     (RangeNotSatisfiable, (416, lambda e: "Range Not Satisfiable",
                            lambda e: {"Content-Range": f"bytes */{e.size}"})),  # type: ignore[attr-defined]
     (MethodNotAllowed, (405, lambda e: "Method Not Allowed", lambda e: {"Allow": e.allow})),  # type: ignore[attr-defined]
+    # The rest of a refused body is never read: the connection closes after the answer.
+    (BadUpload, (400, str, _no_headers)),
+    (UploadTimeout, (408, str, lambda e: {"Connection": "close"})),
+    (UploadTooLarge, (413, str, lambda e: {"Connection": "close"})),
+    (UnsupportedUploadType, (415, str, _no_headers)),
 )
 
 

@@ -25,5 +25,5 @@ class ImageFront:
         url = self._images.classify(scope)
         if url is None:
             return await self.app(scope, receive, send)
-        response = await self._images.respond(scope, url)
+        response = await self._images.respond(scope, url, receive)
         await response(scope, receive, send)

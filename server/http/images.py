@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from starlette.responses import Response
+from starlette.types import Message, Receive
 
 from server.http.cors import CorsPolicy
 from server.http.errors import MethodNotAllowed, response_for
@@ -20,12 +21,13 @@ from server.http.info import respond_info
 from server.http.originals import respond_original
 from server.http.request import read_headers
 from server.http.responses import ThumbnailEntry, not_modified
-from server.http.urls import FOLDER, INFO, ORIGINAL, VIEW, ImageURL, URLClassifier, raw_path_of
+from server.http.uploads import UploadHandler
+from server.http.urls import FOLDER, INFO, ORIGINAL, UPLOAD, VIEW, ImageURL, URLClassifier, raw_path_of
 from server.thumbnails import BadSignature, ThumbnailService
 from server.thumbnails.info import InfoService
 from storage import NotFound, OriginalStore, SourceChanged
 
-IMAGE_METHODS = ("GET", "HEAD")
+IMAGE_METHODS = ("GET", "HEAD")  # and POST to upload URLs
 ALLOW = ", ".join(IMAGE_METHODS)
 
 
@@ -46,10 +48,12 @@ class ImageHandler:
         cors: CorsPolicy | None = None,
         info: InfoService[ThumbnailEntry] | None = None,
         gallery: Gallery | None = None,
+        uploads: UploadHandler | None = None,
     ) -> None:
         self.classifier = classifier
         self._info = info
         self._gallery = gallery
+        self._uploads = uploads  # None: uploads are off
         self._cors = cors if cors is not None and cors.enabled else None
         self._originals = originals
         self._thumbnails = thumbnails
@@ -72,17 +76,21 @@ class ImageHandler:
         except (NotFound, BadSignature) as error:
             return error
 
-    async def respond(self, scope: Mapping, url: ImageURL | Exception) -> Response:
-        """The answer to an image request (`url` from `classify`); errors become error responses."""
+    async def respond(self, scope: Mapping, url: ImageURL | Exception, receive: Receive | None = None) -> Response:
+        """The answer to an image request (`url` from `classify`); errors become error responses.
+        `receive` reads the body of an upload (none: an empty body)."""
         headers = read_headers(scope["headers"])
-        response = await self._respond(scope, url, headers)
+        response = await self._respond(scope, url, headers, receive or _no_body)
         return response if self._cors is None else self._cors.apply(response, headers)
 
-    async def _respond(self, scope: Mapping, url: ImageURL | Exception, headers: dict[str, str]) -> Response:
+    async def _respond(self, scope: Mapping, url: ImageURL | Exception, headers: dict[str, str],
+                       receive: Receive) -> Response:
         try:
             if isinstance(url, Exception):
                 raise url
             method = scope["method"]
+            if url.kind == UPLOAD:
+                return await self._upload(scope, receive, url.spec or "", headers, method)
             if method not in IMAGE_METHODS:
                 if method == "OPTIONS" and self._cors is not None:
                     return self._cors.preflight(headers, ALLOW)
@@ -138,6 +146,17 @@ class ImageHandler:
         assert self._gallery is not None
         return await self._gallery.redirect(path, raw, scope.get("query_string", b""))
 
+    async def _upload(self, scope: Mapping, receive: Receive, spec: str, headers: Mapping[str, str],
+                      method: str) -> Response:
+        if self._uploads is None:
+            # Uploads off: no resource here (404), and POST is refused as on any thumbnail URL.
+            raise MethodNotAllowed(ALLOW) if method == "POST" else NotFound("uploads are off")
+        if method == "POST":
+            return await self._uploads.respond(scope, receive, spec, headers)
+        if method == "OPTIONS" and self._cors is not None:
+            return self._cors.preflight(headers, "POST")
+        raise MethodNotAllowed("POST")
+
     async def _original(self, path: str, headers: Mapping[str, str], method: str) -> Response:
         for _attempt in range(2):
             # stat() of a file whose inode is cached costs microseconds: cheaper than a thread hop.
@@ -175,3 +194,7 @@ class ImageHandler:
                 facts["cache"], facts["render_ms"] = outcome, render_ms
             return response
         raise SourceChanged(path)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}

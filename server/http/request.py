@@ -12,17 +12,18 @@ IMAGE_HEADERS = frozenset({
 _WANTED = {name.encode(): name for name in IMAGE_HEADERS}
 
 
-def read_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The image headers of a request, in one pass over the raw list.
+def read_headers(raw: Iterable[tuple[bytes, bytes]], names: Iterable[str] | None = None) -> dict[str, str]:
+    """The image headers of a request (or those `names`, lowercase), in one pass over the raw list.
 
     Several lines of one header are joined with ", " in the order received, as RFC 9110 §5.3
     says a recipient may for list-valued fields (`Accept`, `If-None-Match`). For a field that
     is not a list (`Range`, `If-Range`, `If-Modified-Since`), the joined value does not parse
     and is ignored as a malformed one would be, whichever front reads it.
     """
+    wanted_names = _WANTED if names is None else {name.encode(): name for name in names}
     found: dict[str, str] = {}
     for name, value in raw:
-        wanted = _WANTED.get(name)
+        wanted = wanted_names.get(name)
         if wanted is None:
             continue
         text = value.decode("latin-1")

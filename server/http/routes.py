@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+from importlib.resources import files
 from collections.abc import Callable, Iterable
 
 from fastapi import FastAPI, Request
@@ -13,7 +14,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from PIL import Image
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match
 
@@ -34,14 +34,28 @@ INFO_EXAMPLE = {
     "last_modified": "Tue, 01 Dec 2026 12:00:00 GMT", "dominant_color": "#4a6b8c",
     "blurhash": "LEHV6nWB2yk8pyo0adR*.7kCMdnj",
 }
+_BINARY = {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}
+# Written out rather than declared as an `UploadFile` parameter: FastAPI would read (and spool)
+# the whole form before the handler runs; server.http.uploads reads it bounded, as it streams.
+_UPLOAD_BODY = {
+    "required": True,
+    "description": "The image: a multipart/form-data field `file`, or the whole body with its image type.",
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                           "properties": {"file": {**_BINARY, "description": "The image."}}}},
+        **{media_type: {"schema": _BINARY} for media_type in sorted({f.media_type for f in FORMATS.values()})},
+    },
+}
 
 
 def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_prefix: str, lifespan,
               info_prefix: str = "/info",
               front: bool = True, docs: bool = True, metrics: Metrics | None = None,
-              metrics_path: str = "/metrics", robots_txt: str | None = None, favicon: bytes | None = None) -> FastAPI:
+              metrics_path: str = "/metrics", robots_txt: str | None = None, favicon: bytes | None = None,
+              uploads: bool = False, signed: bool = False) -> FastAPI:
     """The ASGI app. `front=False` leaves out the pure-ASGI front, so image URLs go through the
-    FastAPI routes (the parity tests compare both doors)."""
+    FastAPI routes (the parity tests compare both doors). `uploads`: document and route
+    `POST {prefix}/{spec}` (`{prefix}/{signature}/{spec}` when `signed`)."""
     app = FastAPI(
         openapi_url="/openapi.json" if docs else None,
         title="thumbserver",
@@ -127,6 +141,9 @@ def build_app(*, images: ImageHandler, thumbnails: ThumbnailService, thumbnail_p
                          422: {"content": _ERROR_CONTENT, "description": "The source cannot be decoded."},
                          503: {"content": _ERROR_CONTENT, "description": "Render queue full."},
                      })
+    if uploads:
+        _add_upload_route(app, ImageRoute, thumbnail_prefix + ("/{signature}/{spec}" if signed else "/{spec}"),
+                          images, signed=signed)
     _add_image_route(app, ImageRoute, "/{path:path}", image, "original",
                      summary="An original image",
                      description="The original file `{root}/{path}`, with conditional and range requests.",
@@ -174,17 +191,20 @@ def _add_site_files(app: FastAPI, *, robots_txt: str | None, favicon: bytes) -> 
 
 
 DOCS_ASSETS = "/docs/assets"
+# Swagger UI 5 (fastapi-offline's pinned copy): swagger-ui-bundle's 4.x cannot read OpenAPI 3.1,
+# which FastAPI writes ("Unable to render this definition").
+SWAGGER_UI_FILES = files("fastapi_offline") / "static"
 
 
 def _add_docs(app: FastAPI) -> None:
-    """`/docs`: Swagger UI from the swagger-ui-bundle package (a pinned copy, served here), with a
+    """`/docs`: Swagger UI from fastapi-offline's pinned copy (served here), with a
     Content-Security-Policy that lets the page load nothing from anywhere else."""
     page = get_swagger_ui_html(
         openapi_url=app.openapi_url or "/openapi.json",
         title=f"{app.title} API",
         swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
         swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-        swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
         # Swagger UI would otherwise ask validator.swagger.io for a badge.
         swagger_ui_parameters={"validatorUrl": None},
     )
@@ -194,7 +214,7 @@ def _add_docs(app: FastAPI) -> None:
     script_hash = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
     policy = (
         f"default-src 'none'; script-src 'self' 'sha256-{script_hash}'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
+        "img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'none'"
     )
     headers = {"Content-Security-Policy": policy, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
@@ -205,7 +225,7 @@ def _add_docs(app: FastAPI) -> None:
 
     app.add_api_route("/docs", docs, methods=["GET"], include_in_schema=False)
     app.add_api_route("/docs", docs, methods=["HEAD"], include_in_schema=False)
-    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(SWAGGER_UI_FILES)), name="docs-assets")
 
 
 def reserved_segments(routes: Iterable[BaseRoute]) -> set[str]:
@@ -235,3 +255,51 @@ def _add_image_route(app: FastAPI, route_class: type[APIRoute], path: str, endpo
                                          **options))
     app.router.routes.append(route_class(path, handler, methods=["HEAD"], response_class=Response,
                                          include_in_schema=False))
+
+
+def _error(description: str, example: str) -> dict:
+    return {"description": description, "content": {"application/json": {"example": {"detail": example}}}}
+
+
+def _add_upload_route(app: FastAPI, route_class: type[APIRoute], path: str, images: ImageHandler, *,
+                      signed: bool) -> None:
+    """`POST {prefix}/{spec}`, documented with both request bodies and the image responses."""
+
+    async def respond(request: Request) -> Response:
+        url = images.classify(request.scope)
+        return await images.respond(request.scope, NotFound("not an image URL") if url is None else url,
+                                    request.receive)
+
+    async def upload(spec: str, request: Request) -> Response:  # the parameters OpenAPI shows
+        return await respond(request)
+
+    async def signed_upload(signature: str, spec: str, request: Request) -> Response:
+        return await respond(request)
+
+    async def other_post(rest: str, request: Request) -> Response:
+        return await respond(request)
+
+    handler = signed_upload if signed else upload
+    handler.__name__ = "upload"
+    # Any other POST under the prefix (unsigned, a thumbnail URL) gets the same answer as at the
+    # front (403, 405…), not the catch-all route's 405.
+    prefix = path.partition("/{")[0]
+    app.router.routes.append(route_class(prefix + "/{rest:path}", other_post, methods=["POST"],
+                                         include_in_schema=False))
+    app.router.routes.insert(len(app.router.routes) - 1, route_class(
+        path, handler, methods=["POST"], response_class=Response, tags=["images"],
+        summary="A thumbnail of an uploaded image",
+        description="The image in the body (multipart field `file`, or the raw body with `Content-Type: image/...`) "
+                    "made into a thumbnail as `{spec}` describes; nothing is cached (`Cache-Control: no-store`).",
+        openapi_extra={"requestBody": _UPLOAD_BODY},
+        responses={
+            200: {"content": _THUMBNAIL_CONTENT, "description": "The encoded thumbnail."},
+            400: _error("Bad spec, or no image in the request.", "Invalid thumbnail spec: unknown modifier 'sepia'"),
+            **({403: _error("Bad or missing signature.", "Forbidden")} if signed else {}),
+            408: _error("The body did not arrive in time.", "The upload did not arrive within 30 s."),
+            413: _error("The upload is larger than uploads.max_bytes.", "The upload is larger than 20971520 bytes."),
+            415: _error("Not an image type this server decodes.", "text/plain is not an image type this server decodes; …"),
+            422: _error("The image cannot be made into a thumbnail.", "The source is not an image that can be decoded."),
+            503: _error("Render queue full or render too slow.", "Too many renders waiting; try again shortly"),
+        },
+    ))

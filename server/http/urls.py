@@ -24,6 +24,7 @@ VIEW = "view"
 MEMO_ENTRIES = 4096
 MEMO_PATH_BYTES = 512
 THUMBNAIL = "thumbnail"
+UPLOAD = "upload"  # `{prefix}/{spec}`: POST an image, get its thumbnail
 
 # C0 controls, DEL and C1 controls: never part of a served name (a CR or LF in a name would be
 # an alias of the name without it in some routers, and a header-injection hazard in others).
@@ -31,8 +32,9 @@ _CONTROLS = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
 
 
 class ImageURL(NamedTuple):
-    """An image request: `kind` is ORIGINAL, THUMBNAIL, INFO, FOLDER or VIEW; `path` is decoded,
-    without a leading "/" (a FOLDER's path is "" for the root, else it ends with "/")."""
+    """An image request: `kind` is ORIGINAL, THUMBNAIL, INFO, FOLDER, VIEW or UPLOAD (no path);
+    `path` is decoded, without a leading "/" (a FOLDER's path is "" for the root, else it ends
+    with "/")."""
 
     kind: str
     path: str
@@ -115,6 +117,10 @@ class URLClassifier:
             if self._signer is not None:
                 rest = self._verified(rest)
             spec, slash, path = rest.partition("/")
+            if not slash and spec:
+                # Decoded once, unlike a thumbnail's spec: an upload is never cached, so an alias
+                # splits no cache entry, and Swagger UI's "Try it out" sends "," as "%2C".
+                return ImageURL(UPLOAD, "", _decoded(spec))
             if not slash or "%" in spec:
                 raise NotFound("a thumbnail URL needs a plain spec and a path")
             return ImageURL(THUMBNAIL, _decoded(path), spec)

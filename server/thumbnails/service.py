@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Generic, NamedTuple, TypeVar
@@ -203,24 +203,34 @@ class ThumbnailService(Generic[E]):
         limits = self.options.limits
         if plan.source.size > limits.max_bytes:
             raise SourceTooLarge("The source image is larger than this server accepts")
-        spec = plan.spec
-        request = RenderRequest(
-            width=spec.width,
-            height=spec.height,
-            fit=spec.fit,
-            format=plan.output_format,
-            quality=spec.quality,
-            encoder=self.options.encoder,
-            effects=spec.effects,
-        )
+        request = self.render_request(plan.spec, plan.output_format)
         self.renders += 1
+        # One source's renders go to the render process that keeps its intermediates.
+        rendered, seconds = await self.run_render(_read_and_render, self.originals, plan.source, request, limits,
+                                                  affinity=source_key(plan.source))
+        self._outcome(plan, "render", round(seconds * 1000, 1))
+        logger.info("rendered %s %s as %s (%d bytes)", plan.source.relative, plan.spec.canonical, rendered.format,
+                    len(rendered.data))
+        return rendered
+
+    def parse(self, spec_text: str) -> ThumbSpec:
+        """The spec `spec_text` names, under the configured rules; raises `InvalidSpec`."""
+        return self._parse(spec_text)
+
+    def render_request(self, spec: ThumbSpec, output_format: str | None) -> RenderRequest:
+        """What the pipeline is asked for `spec` in `output_format` (None: the source's family)."""
+        return RenderRequest(width=spec.width, height=spec.height, fit=spec.fit, format=output_format,
+                             quality=spec.quality, encoder=self.options.encoder, effects=spec.effects)
+
+    async def run_render(self, function: Callable[..., Rendered], *args: object,
+                         affinity: Hashable = None) -> tuple[Rendered, float]:
+        """`function(*args)` in a render process, counted as a render (in flight, rejections,
+        duration): the result and the seconds it took. Raises what `RenderPool.run` raises.
+        `affinity`: renders with one value go to one render process when it is free."""
         started = time.perf_counter()
         self.events.in_flight(1)
         try:
-            # One source's renders go to the render process that keeps its intermediates.
-            rendered = await self.pool.run(
-                _read_and_render, self.originals, plan.source, request, limits, affinity=source_key(plan.source)
-            )
+            rendered = await self.pool.run(function, *args, affinity=affinity)
         except RenderUnavailable as error:
             self.events.rejected(getattr(error, "reason", "unavailable"))
             raise
@@ -229,10 +239,7 @@ class ThumbnailService(Generic[E]):
         seconds = time.perf_counter() - started
         self.events.intermediate("reused" if rendered.reused else "decoded")
         self.events.rendered(rendered.format, seconds)
-        self._outcome(plan, "render", round(seconds * 1000, 1))
-        logger.info("rendered %s %s as %s (%d bytes)", plan.source.relative, spec.canonical, rendered.format,
-                    len(rendered.data))
-        return rendered
+        return rendered, seconds
 
     def _stored(self, plan: Plan, rendered: Rendered) -> StoredResult:
         return StoredResult(
@@ -257,10 +264,32 @@ def source_key(source: Source) -> tuple[str, int, int]:
 def _read_and_render(originals: OriginalStore, source: Source, request: RenderRequest, limits: SourceLimits) -> Rendered:
     """Runs in a render process: cut the thumbnail from the source's intermediate when this
     process keeps it (no read, no decode); else read the exact version `source` names (or raise
-    `SourceChanged`: other bytes must not be cached under its identity), announce the render's
-    peak memory and wait until it fits the pool's budget, then decode the intermediate, keep it,
-    and render from it. The bytes are the same either way. A source that may animate (a GIF, an
-    animated WebP) is rendered from its bytes each time: its frames are not an intermediate.
+    `SourceChanged`: other bytes must not be cached under its identity) and `render_in_budget`,
+    keeping the intermediate. The bytes are the same either way. A source that may animate (a GIF,
+    an animated WebP) is rendered from its bytes each time: its frames are not an intermediate.
+    """
+    from server.imaging.intermediate import decode_class
+    from server.imaging.pipeline import render_from
+    from server.thumbnails.pool import announce_peak, worker_intermediates
+
+    kept = worker_intermediates()
+    key = source_key(source)
+    facts = kept.facts(key) if kept is not None else None
+    if kept is not None and facts is not None and not facts.may_animate:
+        found = kept.get(key, decode_class(facts, request.box))
+        if found is not None:
+            kept.stats.reused += 1
+            announce_peak(found.nbytes * 2)  # the resized copy and its flattened one, at most
+            return dataclasses.replace(render_from(found, request), reused=True)
+    data = originals.read(source, max_bytes=limits.max_bytes)
+    return render_in_budget(data, request, limits, keep_as=key if kept is not None else None)
+
+
+def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, *,
+                     keep_as: tuple[str, int, int] | None = None) -> Rendered:
+    """Runs in a render process: announce the render's peak memory and wait until it fits the
+    pool's budget, then render `data` (an original's bytes, or an upload's) through its
+    intermediate, kept in the process's intermediate tier under `keep_as` when given.
 
     The peak is known from the header alone, before any pixel is decoded: the intermediate's size
     (known from its class), at 4 bytes a pixel (Pillow's widest), times 3 for the pipeline's
@@ -275,16 +304,6 @@ def _read_and_render(originals: OriginalStore, source: Source, request: RenderRe
     from server.imaging.pipeline import render_animated, render_from
     from server.thumbnails.pool import announce_peak, worker_intermediates
 
-    kept = worker_intermediates()
-    key = source_key(source)
-    facts = kept.facts(key) if kept is not None else None
-    if kept is not None and facts is not None and not facts.may_animate:
-        found = kept.get(key, decode_class(facts, request.box))
-        if found is not None:
-            kept.stats.reused += 1
-            announce_peak(found.nbytes * 2)  # the resized copy and its flattened one, at most
-            return dataclasses.replace(render_from(found, request), reused=True)
-    data = originals.read(source, max_bytes=limits.max_bytes)
     header = open_source(data, limits)
     with decoding():
         facts = read_facts(header)
@@ -300,7 +319,8 @@ def _read_and_render(originals: OriginalStore, source: Source, request: RenderRe
     announce_peak(width * height * 4 * 3 + len(data))
     with decoding():
         intermediate = decode_intermediate(header, data, facts, eighths)
-    if kept is not None:
+    kept = worker_intermediates() if keep_as is not None else None
+    if kept is not None and keep_as is not None:
         kept.stats.decodes += 1
-        kept.put(key, facts, eighths, intermediate)
+        kept.put(keep_as, facts, eighths, intermediate)
     return render_from(intermediate, request)
