@@ -52,7 +52,7 @@ def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[st
     full_path, st = _walk_below(root, segments)
     if not stat.S_ISREG(st.st_mode):
         raise NotFound(f"{url_path!r} is not a regular file")
-    if not os.access(full_path, os.R_OK):
+    if not _readable(full_path, st.st_dev, st.st_ino, st.st_ctime_ns):
         raise NotFound(f"{url_path!r} is not readable")
     return Source(relative=url_path, size=st.st_size, mtime_ns=st.st_mtime_ns, path=full_path, stat=st)
 
@@ -60,6 +60,17 @@ def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[st
 @lru_cache(maxsize=4096)  # the same paths come back endlessly; refusals raise and are not kept
 def _checked_segments(url_path: str, extensions: frozenset[str]) -> tuple[str, ...]:
     return tuple(check_lexically(url_path, extensions))
+
+
+@lru_cache(maxsize=4096)
+def _readable(path: str, device: int, inode: int, ctime_ns: int) -> bool:
+    """`os.access(path, R_OK)`, asked once per version of the file's permissions.
+
+    A change of mode, owner or ACL changes the ctime, and the folders on the path were searched
+    by the lstat that found this inode: so the answer for one (path, inode, ctime) never changes,
+    and a cache hit is spared a syscall.
+    """
+    return os.access(path, os.R_OK)
 
 
 def _walk_below(root: str, segments: tuple[str, ...]) -> tuple[str, os.stat_result]:

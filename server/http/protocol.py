@@ -69,6 +69,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_timeout = head_timeout
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_deadline = 0.0
         self._message_complete = True
         self._zero_copy = False
 
@@ -101,8 +102,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.scope["extensions"] = {ZERO_COPY_SEND: {}}
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._cancel_head_timer()
+        self._in_head = False  # the head timer, when it fires, finds nothing to do
         previous = self.cycle
         super().on_headers_complete()
         if self._zero_copy and self.cycle is not previous and type(self.cycle) is RequestResponseCycle:
@@ -120,36 +120,52 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _arm_head_timer(self) -> None:
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+        # A deadline moved per request, and at most one timer that checks it when due: a
+        # keep-alive connection with many requests arms no timer and cancels none per request.
+        self._head_deadline = self.loop.time() + self._head_timeout
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_check)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
 
-    def _head_timed_out(self) -> None:
+    def _head_check(self) -> None:
         self._head_timer = None
         if self.transport.is_closing():
             return
+        waiting = self._in_head or self.cycle is None
+        if not waiting:
+            return  # the head came in time; the next message start arms the timer again
+        if self.loop.time() < self._head_deadline:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_check)
+            return
+        self._head_timed_out()
+
+    def _head_timed_out(self) -> None:
         if self.cycle is not None and not self.cycle.response_complete:
             # A pipelined head timed out while the previous response is still being sent: a 408
             # written now would land inside that body. Close once the response is complete.
             self.cycle.keep_alive = False
             return
-        if self._in_head or self.cycle is None:
-            # Nothing or part of a head arrived in time. An idle keep-alive connection
-            # (between requests) is uvicorn's timeout_keep_alive's business, not ours.
-            self.transport.write(_RESPONSE_408)
-            self.transport.close()
+        # Nothing or part of a head arrived in time. An idle keep-alive connection
+        # (between requests) is uvicorn's timeout_keep_alive's business, not ours.
+        self.transport.write(_RESPONSE_408)
+        self.transport.close()
 
 
 class ZeroCopyCycle(RequestResponseCycle):
     """uvicorn's request-response cycle, plus the `http.response.zerocopysend` message."""
 
-    async def send(self, message) -> None:  # type: ignore[override]
-        if message["type"] != ZERO_COPY_SEND:
-            return await super().send(message)
+    def send(self, message):  # type: ignore[override]
+        # Not a coroutine itself: it hands back uvicorn's (or ours) to await, so every other
+        # message costs one call more than uvicorn's own send, not one coroutine more.
+        if message["type"] == ZERO_COPY_SEND:
+            return self._send_file(message)
+        return RequestResponseCycle.send(self, message)
+
+    async def _send_file(self, message) -> None:
         if not self.response_started or self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message {ZERO_COPY_SEND!r} outside a response body.")
         if self.chunked_encoding:

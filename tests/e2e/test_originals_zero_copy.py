@@ -43,6 +43,7 @@ def server(request: pytest.FixtureRequest, files, tmp_path_factory: pytest.TempP
     work = tmp_path_factory.mktemp(f"zero-copy-{request.param}")
     config = write_config(work / "config.yaml", server={"http": request.param})
     with LoggedServer(config, root, log=work / "server.log") as live:
+        live.mode = request.param
         yield live
 
 
@@ -205,7 +206,10 @@ class TestSlowReaders:
             fresh.send(request("/big.jpg"))
             assert fresh.response()[2] == contents["big.jpg"]
         fresh.close()
-        assert proc_status_threads(server.pid) < threads_before + len(stalled)
+        if server.mode == "httptools":
+            # sendfile from the loop: no thread read any of it (h11 reads chunks in threads,
+            # which go back to the pool while the client stalls).
+            assert proc_status_threads(server.pid) < threads_before + len(stalled)
         # The slow readers then get every byte, in order.
         for connection in stalled:
             assert connection.body(HUGE, piece=1024 * 1024) == contents["huge.jpg"]
