@@ -141,8 +141,8 @@ class FileBody(Response):
         if start < tail_start:
             await send({"type": ZERO_COPY_SEND, "file": self._file, "offset": start, "count": tail_start - start,
                         "more_body": True})
-        # Read after every byte before it was handed to the kernel: a write since the headers
-        # shows in the descriptor's size or mtime now, and the response stays short of its length.
+        # Checked after every byte before the tail was handed to the kernel: a write since the
+        # headers shows in the descriptor's size or mtime now, and the response stays short.
         tail = os.pread(self._file.fileno(), end - tail_start, tail_start)
         if len(tail) != end - tail_start or not self._store.unchanged(self._source, self._file):
             raise SourceChanged("the file changed while it was being sent")

@@ -220,6 +220,9 @@ async def send_file(transport: asyncio.Transport, descriptor: int, offset: int, 
         return None
     socket = os.dup(transport.get_extra_info("socket").fileno())
     try:
+        # uvloop writes small buffers at the end of the loop's iteration: usually one turn of
+        # the loop sends the head; a socket that is full needs a wait for writability.
+        await asyncio.sleep(0)
         while transport.get_write_buffer_size():
             await _writable(loop, socket)
             await asyncio.sleep(0)  # the transport writes its own buffer on this wake-up
