@@ -273,3 +273,21 @@ class TestChangedWhileSent:
         connection.send(request("/big.jpg"))
         assert connection.response()[2] == contents["big.jpg"]
         connection.close()
+
+
+class TestPipelinedHeadTimeout:
+    """A pipelined head that times out while the previous body is still being sent is not
+    answered inside that body: the body arrives whole, then the connection closes."""
+
+    def test_no_408_spliced_into_a_body(self, files, tmp_path: Path) -> None:
+        root, contents = files
+        config = write_config(tmp_path / "config.yaml", server={"timeout_request_head": 0.5})
+        with LoggedServer(config, root, log=tmp_path / "server.log") as server:
+            connection = Connection(server.port, receive_buffer=16 * 1024)
+            connection.send(request("/huge.jpg"), b"GET /small.jpg HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            status, headers = connection.head()
+            assert status == 200
+            time.sleep(1.5)  # the second head's deadline passes while the huge body is stalled
+            assert connection.body(HUGE, piece=1024 * 1024) == contents["huge.jpg"]
+            assert connection.body(1) == b"" and connection.closed
+            connection.close()
