@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 from functools import lru_cache
 import os
 import stat
@@ -147,13 +148,21 @@ def _opened_inside(descriptor: int, root: str) -> bool:
 
     Compared as whole paths, never as string prefixes ("/srv/images-private" is not inside
     "/srv/images"). A file unlinked since it was opened is named "… (deleted)" and still
-    judged by its folder. Without /proc the location cannot be known: refused.
+    judged by its folder. Where the location cannot be known, the file is refused.
     """
     try:
-        location = os.readlink(f"/proc/self/fd/{descriptor}")
+        location = _location(descriptor)
     except OSError:
         return False
     return location.startswith(root) and os.path.commonpath([location, root]) == root
+
+
+def _location(descriptor: int) -> str:
+    """The kernel's path of an open descriptor: /proc on Linux, F_GETPATH on macOS."""
+    get_path = getattr(fcntl, "F_GETPATH", None)
+    if get_path is None:
+        return os.readlink(f"/proc/self/fd/{descriptor}")
+    return os.fsdecode(fcntl.fcntl(descriptor, get_path, bytes(1024)).rstrip(b"\0"))
 
 
 def identity_of(st: os.stat_result) -> tuple[int, int]:
