@@ -222,9 +222,30 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         # Outermost: nothing answers a request without it being counted (and logged).
         app.add_middleware(Observer, metrics=metrics, kind_of=images.kind_of,
                            access_log=settings.server.access_log == "json")
+    _outside_fastapi(app)
     app.state.settings = settings
     app.state.thumbnails = thumbnails
     app.state.info = info
     app.state.gallery = gallery
     app.state.uploads = renderer
     return app
+
+
+def _outside_fastapi(app: FastAPI) -> None:
+    """Run the app's own middleware (the Observer, the image front) outside FastAPI's layers.
+
+    FastAPI wraps user middleware in its error page, telemetry and body-limit layers: three
+    more calls and send wrappers per request, a fifth of a cache hit, for nothing on image URLs
+    (the image handler answers every error itself). Outside them, the Observer also counts the
+    500s those layers make for other routes.
+    """
+    middleware, app.user_middleware = app.user_middleware, []
+    build_inner = app.build_middleware_stack
+
+    def build_middleware_stack():
+        stack = build_inner()
+        for cls, args, kwargs in reversed(middleware):
+            stack = cls(stack, *args, **kwargs)
+        return stack
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 from functools import lru_cache
 import os
 import stat
@@ -19,15 +20,17 @@ class FileStore:
     def __init__(self, root: Path | str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> None:
         self.root = os.fspath(root)
         self.extensions = frozenset(extensions)
+        # What an opened file's kernel name is checked against (the root as given may hold a symlink).
+        self._real_root = os.path.realpath(self.root)
 
     def resolve(self, url_path: str) -> Source:
         return resolve(self.root, url_path, self.extensions)
 
     def read(self, source: Source, *, max_bytes: int) -> bytes:
-        return read_source(source, max_bytes=max_bytes)
+        return read_source(source, max_bytes=max_bytes, root=self._real_root)
 
     def open(self, source: Source) -> BinaryIO:
-        file, opened = open_regular(source)
+        file, opened = open_regular(source, root=self._real_root)
         if identity_of(opened) != source.identity:
             file.close()
             raise SourceChanged(source.relative)
@@ -50,7 +53,7 @@ def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[st
     full_path, st = _walk_below(root, segments)
     if not stat.S_ISREG(st.st_mode):
         raise NotFound(f"{url_path!r} is not a regular file")
-    if not os.access(full_path, os.R_OK):
+    if not _readable(full_path, st.st_dev, st.st_ino, st.st_ctime_ns):
         raise NotFound(f"{url_path!r} is not readable")
     return Source(relative=url_path, size=st.st_size, mtime_ns=st.st_mtime_ns, path=full_path, stat=st)
 
@@ -58,6 +61,17 @@ def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[st
 @lru_cache(maxsize=4096)  # the same paths come back endlessly; refusals raise and are not kept
 def _checked_segments(url_path: str, extensions: frozenset[str]) -> tuple[str, ...]:
     return tuple(check_lexically(url_path, extensions))
+
+
+@lru_cache(maxsize=4096)
+def _readable(path: str, device: int, inode: int, ctime_ns: int) -> bool:
+    """`os.access(path, R_OK)`, asked once per version of the file's permissions.
+
+    A change of mode, owner or ACL changes the ctime, and the folders on the path were searched
+    by the lstat that found this inode: so the answer for one (path, inode, ctime) never changes,
+    and a cache hit is spared a syscall.
+    """
+    return os.access(path, os.R_OK)
 
 
 def _walk_below(root: str, segments: tuple[str, ...]) -> tuple[str, os.stat_result]:
@@ -99,12 +113,17 @@ _GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno
                    errno.ENXIO, errno.ENAMETOOLONG})
 
 
-def open_regular(source: Source) -> tuple[BinaryIO, os.stat_result]:
-    """Open the file `source` names and return it with the stat of the open descriptor.
+def open_regular(source: Source, *, root: str) -> tuple[BinaryIO, os.stat_result]:
+    """Open the file `source` names, check the open descriptor lies inside `root`, and return it
+    with the descriptor's stat.
 
-    The descriptor is what will be read, so its `fstat` (not the earlier stat of the path)
-    describes the bytes. Raises `NotFound` when the file has vanished, became unreadable, or is
-    no longer a regular file. The caller closes the file.
+    The kernel walks `source.path` again, and any folder on it may have been swapped for a
+    symlink to an outside folder since `resolve` checked it. So the check is made on what was
+    opened, not on the path: the descriptor's own location (`/proc/self/fd/N`, the kernel's
+    name for the open file, symlinks already resolved) must be inside `root`, and only that
+    descriptor is ever read. Its `fstat` (not the earlier stat of the path) describes the bytes.
+    Raises `NotFound` when the file has vanished, became unreadable, is no longer a regular
+    file, or now lies outside the root. The caller closes the file.
     """
     try:
         descriptor = os.open(source.path, _OPEN_FLAGS)
@@ -113,6 +132,8 @@ def open_regular(source: Source) -> tuple[BinaryIO, os.stat_result]:
             raise NotFound(f"{source.relative!r}: {exc.strerror}") from None
         raise
     try:
+        if not _opened_inside(descriptor, root):
+            raise NotFound(f"{source.relative!r} was opened outside the root (a folder swapped for a symlink?)")
         st = os.fstat(descriptor)
         if not stat.S_ISREG(st.st_mode):
             raise NotFound(f"{source.relative!r} is no longer a regular file")
@@ -122,13 +143,36 @@ def open_regular(source: Source) -> tuple[BinaryIO, os.stat_result]:
         raise
 
 
+def _opened_inside(descriptor: int, root: str) -> bool:
+    """Whether the open file `descriptor` lies inside `root`, by the kernel's own name for it.
+
+    Compared as whole paths, never as string prefixes ("/srv/images-private" is not inside
+    "/srv/images"). A file unlinked since it was opened is named "… (deleted)" and still
+    judged by its folder. Where the location cannot be known, the file is refused.
+    """
+    try:
+        location = _location(descriptor)
+    except OSError:
+        return False
+    return location.startswith(root) and os.path.commonpath([location, root]) == root
+
+
+def _location(descriptor: int) -> str:
+    """The kernel's path of an open descriptor: /proc on Linux, F_GETPATH on macOS."""
+    get_path = getattr(fcntl, "F_GETPATH", None)
+    if get_path is None:
+        return os.readlink(f"/proc/self/fd/{descriptor}")
+    return os.fsdecode(fcntl.fcntl(descriptor, get_path, bytes(1024)).rstrip(b"\0"))
+
+
 def identity_of(st: os.stat_result) -> tuple[int, int]:
     """The (size, mtime_ns) pair that names one version of a file (see `Source.identity`)."""
     return (st.st_size, st.st_mtime_ns)
 
 
-def read_source(source: Source, *, max_bytes: int) -> bytes:
-    """Read the whole file, checking it is still the version `source` describes.
+def read_source(source: Source, *, max_bytes: int, root: str) -> bytes:
+    """Read the whole file, checking it is still the version `source` describes and lies
+    inside `root` (resolved, as `open_regular` checks it).
 
     Raises `NotFound` when it vanished or became unreadable, and `SourceChanged` when its
     size or mtime differ from `source.identity` before or after the read (a replace or an
@@ -136,7 +180,7 @@ def read_source(source: Source, *, max_bytes: int) -> bytes:
     label such bytes with the old identity. Reads at most `max_bytes + 1` bytes so a file that
     grew cannot exhaust memory.
     """
-    file, st = open_regular(source)
+    file, st = open_regular(source, root=root)
     with file:
         if identity_of(st) != source.identity:
             raise SourceChanged(source.relative)

@@ -260,8 +260,8 @@ class Observer:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif log:  # body bytes are only for the log line
-                sent += len(message.get("body", b""))
+            elif log:  # body bytes are only for the log line (a zero-copy body names its count)
+                sent += len(message.get("body", b"")) + message.get("count", 0)
             await send(message)
 
         try:

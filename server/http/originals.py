@@ -6,10 +6,20 @@ store opened before the status line, so a file deleted in between is a 404, neve
 short. After every chunk the store confirms the file is still the version the headers describe;
 if not, the send stops short of its Content-Length (the client sees a failed transfer, never a
 complete 200 of mixed bytes). A replace by rename changes nothing: the old file is sent whole.
+
+Where the server offers the ASGI "Zero Copy Send" extension (the project's httptools protocol
+does), a 200 or a single-range 206 goes out with `sendfile` from the descriptor the store
+opened and checked: all but the last `TAIL_BYTES` straight from the page cache, then, only if
+the store confirms the file is still that version, the tail, read and sent as a plain body. A
+file that changed or shrank while it was sent therefore never completes its Content-Length:
+its tail is not sent, or the server resets the connection when the file ended early. Without
+the extension (h11, the ASGI test client) the body is read in chunks in a thread, as before.
 """
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Mapping
 from functools import partial
 from secrets import token_hex
@@ -31,6 +41,12 @@ CHUNK_SIZE = 256 * 1024
 # read it, so this is also what each slow reader can pin: one streaming chunk, as when streaming
 # (at 4 MB, 40 clients that stop reading pinned 160 MB; limit_concurrency of them, 4 GB).
 WHOLE_READ_BYTES = CHUNK_SIZE
+
+#: The ASGI extension (and message type) of a body sent with sendfile by the server.
+ZERO_COPY_SEND = "http.response.zerocopysend"
+# What a zero-copy body holds back until the file is confirmed unchanged: any non-zero amount
+# keeps a changed file from completing its response; a page or four cost nothing to copy.
+TAIL_BYTES = 16 * 1024
 
 
 def original_etag(source: Source) -> str:
@@ -88,6 +104,10 @@ class FileBody(Response):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
             multipart = bool(self._epilogue)
+            if not multipart and self._zero_copy_offered(scope):
+                _, start, end = self._parts[0]
+                await self._send_zero_copy(send, start, end)
+                return
             for head, start, end in self._parts:
                 if head:
                     await send({"type": "http.response.body", "body": head, "more_body": True})
@@ -104,6 +124,29 @@ class FileBody(Response):
         finally:
             if self._file is not None:
                 self._file.close()
+
+    def _zero_copy_offered(self, scope: Scope) -> bool:
+        if ZERO_COPY_SEND not in scope.get("extensions", ()):
+            return False
+        try:
+            self._file.fileno()  # type: ignore[union-attr]
+        except (AttributeError, io.UnsupportedOperation):
+            return False  # a store whose files are not the kernel's (MemoryStore)
+        return True
+
+    async def _send_zero_copy(self, send: Send, start: int, end: int) -> None:
+        """`start`..`end` of the file: sendfile up to the tail, then the checked tail."""
+        assert self._file is not None
+        tail_start = max(start, end - TAIL_BYTES)
+        if start < tail_start:
+            await send({"type": ZERO_COPY_SEND, "file": self._file, "offset": start, "count": tail_start - start,
+                        "more_body": True})
+        # Checked after every byte before the tail was handed to the kernel: a write since the
+        # headers shows in the descriptor's size or mtime now, and the response stays short.
+        tail = os.pread(self._file.fileno(), end - tail_start, tail_start)
+        if len(tail) != end - tail_start or not self._store.unchanged(self._source, self._file):
+            raise SourceChanged("the file changed while it was being sent")
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     def _read(self, size: int) -> bytes:
         assert self._file is not None
@@ -153,7 +196,11 @@ async def respond_original(
             headers["content-range"] = f"bytes {start}-{end - 1}/{source.size}"
     # Opened before any header is sent: a file deleted since resolve() is a 404, not a 200 cut
     # short; one replaced since raises SourceChanged and is served again from a fresh stat.
-    file = store.open(source) if method != "HEAD" else None
+    file = store.open(source)
+    if method == "HEAD":
+        # Opened anyway: HEAD's headers describe only a file the store checked and would send.
+        file.close()
+        file = None
     return FileBody(
         store=store, source=source, file=file, status=206 if ranges else 200, headers=headers, ranges=ranges or []
     )

@@ -101,21 +101,21 @@ class TestReadSource:
     """read_source() returns the bytes of the version resolve() saw, or says why it cannot."""
 
     def test_reads_bytes(self, tree: Path) -> None:
-        assert read_source(resolve(tree, "a.jpg", EXTENSIONS), max_bytes=100) == b"a"
+        assert read_source(resolve(tree, "a.jpg", EXTENSIONS), max_bytes=100, root=str(tree)) == b"a"
 
     def test_deleted_after_resolve(self, tree: Path) -> None:
         source = resolve(tree, "a.jpg", EXTENSIONS)
         (tree / "a.jpg").unlink()
         with pytest.raises(NotFound):
-            read_source(source, max_bytes=100)
+            read_source(source, max_bytes=100, root=str(tree))
 
     def test_replaced_after_resolve(self, tree: Path) -> None:
         source = resolve(tree, "a.jpg", EXTENSIONS)
         (tree / "a.jpg").write_bytes(b"longer content")
         with pytest.raises(SourceChanged):
-            read_source(source, max_bytes=100)
+            read_source(source, max_bytes=100, root=str(tree))
 
     def test_reads_at_most_one_byte_past_the_limit(self, tree: Path) -> None:
         (tree / "big.jpg").write_bytes(b"x" * 1000)
         source = resolve(tree, "big.jpg", EXTENSIONS)
-        assert len(read_source(source, max_bytes=10)) == 11
+        assert len(read_source(source, max_bytes=10, root=str(tree))) == 11
