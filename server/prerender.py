@@ -531,7 +531,7 @@ class Prerenderer:
 
     async def _produce(self, job: Job) -> str:
         """WRITTEN when this run put the thumbnail in the shared tier, FOUND when it was there."""
-        plan = self.service.plan(job.spec, job.path, job.accept)
+        plan = await self.service.plan(job.spec, job.path, job.accept)
         digest = plan.key.digest
         shared = self.service.shared
         assert shared is not None  # run() refuses cache.shared: none

@@ -9,12 +9,13 @@
     SourceChanged   replaced or modified between resolving and reading
 """
 
-from storage.files import FileStore, identity_of, open_regular, read_source, resolve
+from storage.files import FileStore, open_regular, read_source, resolve
+from storage.fingerprints import Fingerprints, fingerprint_bytes
 from storage.listing import FolderLister, FolderListing, natural_key
-from storage.source import NotFound, Source, SourceChanged, check_lexically
+from storage.source import NotFound, Source, SourceChanged, check_lexically, version_of
 from storage.store import MemoryStore, OriginalStore
 
 __all__ = [
     "FileStore", "FolderLister", "FolderListing", "natural_key", "MemoryStore", "NotFound", "OriginalStore", "Source", "SourceChanged",
-    "check_lexically", "identity_of", "open_regular", "read_source", "resolve",
+    "Fingerprints", "check_lexically", "fingerprint_bytes", "version_of", "open_regular", "read_source", "resolve",
 ]

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-from storage.source import NotFound, Source, SourceChanged, check_lexically
+from storage.fingerprints import Fingerprints, fingerprint_file
+from storage.source import NotFound, Source, SourceChanged, check_lexically, version_of
 
 
 class FileStore:
@@ -22,22 +23,51 @@ class FileStore:
         self.extensions = frozenset(extensions)
         # What an opened file's kernel name is checked against (the root as given may hold a symlink).
         self._real_root = os.path.realpath(self.root)
+        self._fingerprints = Fingerprints()
+
+    def __getstate__(self) -> dict:
+        # The store travels to the render processes with every job: without its fingerprints
+        # (they only read, and a pending hash's future does not pickle).
+        return {key: value for key, value in self.__dict__.items() if key != "_fingerprints"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._fingerprints = Fingerprints()
 
     def resolve(self, url_path: str) -> Source:
-        return resolve(self.root, url_path, self.extensions)
+        source = resolve(self.root, url_path, self.extensions)
+        known = self._fingerprints.known(source.version)
+        return source if known is None else source._replace(fingerprint=known)
+
+    async def identify(self, source: Source) -> Source:
+        if source.fingerprint is not None:
+            return source
+        fingerprint = await self._fingerprints.of(source.version, lambda: self._fingerprint(source))
+        return source._replace(fingerprint=fingerprint)
+
+    def _fingerprint(self, source: Source) -> str:
+        """Hash exactly the version `source` names (blocking: run in a thread)."""
+        file, opened = open_regular(source, root=self._real_root)
+        with file:
+            if version_of(opened) != source.version:
+                raise SourceChanged(source.relative)
+            fingerprint = fingerprint_file(file, opened.st_size)
+            if version_of(os.fstat(file.fileno())) != source.version:
+                raise SourceChanged(source.relative)
+        return fingerprint
 
     def read(self, source: Source, *, max_bytes: int) -> bytes:
         return read_source(source, max_bytes=max_bytes, root=self._real_root)
 
     def open(self, source: Source) -> BinaryIO:
         file, opened = open_regular(source, root=self._real_root)
-        if identity_of(opened) != source.identity:
+        if version_of(opened) != source.version:
             file.close()
             raise SourceChanged(source.relative)
         return file
 
     def unchanged(self, source: Source, file: BinaryIO) -> bool:
-        return identity_of(os.fstat(file.fileno())) == source.identity
+        return version_of(os.fstat(file.fileno())) == source.version
 
 
 def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> Source:
@@ -165,27 +195,22 @@ def _location(descriptor: int) -> str:
     return os.fsdecode(fcntl.fcntl(descriptor, get_path, bytes(1024)).rstrip(b"\0"))
 
 
-def identity_of(st: os.stat_result) -> tuple[int, int]:
-    """The (size, mtime_ns) pair that names one version of a file (see `Source.identity`)."""
-    return (st.st_size, st.st_mtime_ns)
-
-
 def read_source(source: Source, *, max_bytes: int, root: str) -> bytes:
     """Read the whole file, checking it is still the version `source` describes and lies
     inside `root` (resolved, as `open_regular` checks it).
 
-    Raises `NotFound` when it vanished or became unreadable, and `SourceChanged` when its
-    size or mtime differ from `source.identity` before or after the read (a replace or an
-    in-place write happened since `resolve`, or during the read): the caller must not cache or
-    label such bytes with the old identity. Reads at most `max_bytes + 1` bytes so a file that
+    Raises `NotFound` when it vanished or became unreadable, and `SourceChanged` when it is not
+    `source.version` before or after the read (a replace or an in-place write happened since
+    `resolve`, or during the read): the caller must not cache or label such bytes with the old
+    identity. Reads at most `max_bytes + 1` bytes so a file that
     grew cannot exhaust memory.
     """
     file, st = open_regular(source, root=root)
     with file:
-        if identity_of(st) != source.identity:
+        if version_of(st) != source.version:
             raise SourceChanged(source.relative)
         data = file.read(max_bytes + 1)
         # A write during the read changes the mtime (or the size) that fstat reports now.
-        if len(data) != min(st.st_size, max_bytes + 1) or identity_of(os.fstat(file.fileno())) != source.identity:
+        if len(data) != min(st.st_size, max_bytes + 1) or version_of(os.fstat(file.fileno())) != source.version:
             raise SourceChanged(source.relative)
     return data

@@ -21,8 +21,10 @@ class SourceChanged(Exception):
 class Source(NamedTuple):
     """One version of an original, as it was when resolved.
 
-    `relative` is the normalised path below the root ("a/b.jpg"); `identity` names this version
-    for caches and ETags. `path` and `stat` are set by stores backed by local files. A named
+    `relative` is the normalised path below the root ("a/b.jpg"). `identity` names this content
+    for caches and ETags on every node; `version` tells this version of the file from any other
+    on this machine (what reads check). `path` and `stat` are set by stores backed by local
+    files; `fingerprint` once the store has hashed the bytes (`OriginalStore.identify`). A named
     tuple: one is built per request, on the cache-hit path too.
     """
 
@@ -31,10 +33,20 @@ class Source(NamedTuple):
     mtime_ns: int
     path: str | None = None
     stat: os.stat_result | None = None
+    fingerprint: str | None = None
 
     @property
-    def identity(self) -> tuple[int, int]:
-        return (self.size, self.mtime_ns)
+    def identity(self) -> tuple[int, int, str | None]:
+        """Size, mtime and a fingerprint of the bytes: the same on every node that holds the same
+        file (copies made with `rsync -a` or `cp -p`), and different for other bytes even when
+        size and mtime are the same (a file renamed into place, pinned build mtimes)."""
+        return (self.size, self.mtime_ns, self.fingerprint)
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        """Size and mtime, and for a local file its device, inode and ctime: a file renamed into
+        place has another inode, and an mtime set back by hand moves the ctime on."""
+        return version_of(self.stat) if self.stat is not None else (self.size, self.mtime_ns)
 
     @property
     def mtime(self) -> float:
@@ -43,6 +55,11 @@ class Source(NamedTuple):
     @property
     def name(self) -> str:
         return self.relative.rpartition("/")[2]
+
+
+def version_of(st: os.stat_result) -> tuple[int, ...]:
+    """The `Source.version` of a local file whose stat is `st`."""
+    return (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns)
 
 
 def check_lexically(url_path: str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> list[str]:

@@ -10,6 +10,7 @@ import io
 import time
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from storage.fingerprints import fingerprint_bytes
 from storage.source import NotFound, Source, SourceChanged, check_lexically
 
 
@@ -18,7 +19,13 @@ class OriginalStore(Protocol):
     """Where originals come from. Methods block (a few syscalls at most for `resolve`)."""
 
     def resolve(self, url_path: str) -> Source:
-        """The original `url_path` names (decoded, no leading "/"), or `NotFound`."""
+        """The original `url_path` names (decoded, no leading "/"), or `NotFound`. Its
+        `fingerprint` is set when the store already knows it (else None: see `identify`)."""
+        ...
+
+    async def identify(self, source: Source) -> Source:
+        """`source` with its fingerprint, so that `source.identity` names its content: known,
+        or hashed off the event loop (once per version). Raises `NotFound`/`SourceChanged`."""
         ...
 
     def read(self, source: Source, *, max_bytes: int) -> bytes:
@@ -40,14 +47,14 @@ class MemoryStore:
 
     def __init__(self, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> None:
         self.extensions = frozenset(extensions)
-        self._files: dict[str, tuple[bytes, int]] = {}
+        self._files: dict[str, tuple[bytes, int, str]] = {}  # path -> (bytes, mtime_ns, fingerprint)
 
     def put(self, url_path: str, data: bytes) -> None:
         previous = self._files.get(url_path)
         mtime_ns = time.time_ns()
         if previous is not None and previous[1] >= mtime_ns:
             mtime_ns = previous[1] + 1
-        self._files[url_path] = (data, mtime_ns)
+        self._files[url_path] = (data, mtime_ns, fingerprint_bytes(data))
 
     def delete(self, url_path: str) -> None:
         self._files.pop(url_path, None)
@@ -57,8 +64,11 @@ class MemoryStore:
         found = self._files.get(url_path)
         if found is None:
             raise NotFound(f"{url_path!r} is not stored")
-        data, mtime_ns = found
-        return Source(relative=url_path, size=len(data), mtime_ns=mtime_ns)
+        data, mtime_ns, fingerprint = found
+        return Source(relative=url_path, size=len(data), mtime_ns=mtime_ns, fingerprint=fingerprint)
+
+    async def identify(self, source: Source) -> Source:
+        return source  # fingerprinted when put
 
     def read(self, source: Source, *, max_bytes: int) -> bytes:
         return self._current(source)[: max_bytes + 1]
@@ -68,13 +78,13 @@ class MemoryStore:
 
     def unchanged(self, source: Source, file: BinaryIO) -> bool:
         found = self._files.get(source.relative)
-        return found is not None and (len(found[0]), found[1]) == source.identity
+        return found is not None and (len(found[0]), found[1], found[2]) == source.identity
 
     def _current(self, source: Source) -> bytes:
         found = self._files.get(source.relative)
         if found is None:
             raise NotFound(f"{source.relative!r} is gone")
-        data, mtime_ns = found
-        if (len(data), mtime_ns) != source.identity:
+        data, mtime_ns, fingerprint = found
+        if (len(data), mtime_ns, fingerprint) != source.identity:
             raise SourceChanged(source.relative)
         return data

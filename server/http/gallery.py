@@ -269,7 +269,7 @@ class Gallery:
 
     async def image_page(self, path: str, headers: Mapping[str, str], host: str | None, scheme: str) -> Response:
         """The page of the image `path`; `NotFound` when it is not one the server serves."""
-        plan = self.info.plan(path)
+        plan = await self.info.plan(path)
         origin = f"{scheme}://{host}" if host else ""
         etag = self._etag("image", plan.etag, origin)
         if is_not_modified(headers, etag, 0):

@@ -160,8 +160,8 @@ class ImageHandler:
     async def _original(self, path: str, headers: Mapping[str, str], method: str) -> Response:
         for _attempt in range(2):
             # stat() of a file whose inode is cached costs microseconds: cheaper than a thread hop.
-            source = self._originals.resolve(path)
             try:
+                source = await self._originals.identify(self._originals.resolve(path))
                 return await respond_original(
                     self._originals, source, headers, cache_control=self._cache_control.originals, method=method
                 )
@@ -172,7 +172,10 @@ class ImageHandler:
     async def _thumbnail(self, spec: str, path: str, headers: Mapping[str, str], facts: dict | None) -> Response:
         service = self._thumbnails
         for _attempt in range(2):
-            plan = service.plan(spec, path, headers.get("accept"))
+            try:
+                plan = await service.plan(spec, path, headers.get("accept"))
+            except SourceChanged:
+                continue  # replaced while being hashed: once more from a fresh stat
             entry = service.cached(plan)
             if entry is not None:
                 response = entry.response(headers)

@@ -52,7 +52,7 @@ def _validators(plan: InfoPlan, cache_control: str) -> dict[str, str]:
 async def respond_info(service: InfoService[ThumbnailEntry], path: str, headers: Mapping[str, str],
                        cache_control: str) -> Response:
     """The 200 or 304 for the facts of `path`; raises what the service raises (404, 422, 503)."""
-    plan = service.plan(path)
+    plan = await service.plan(path)
     entry = service.cached(plan)
     if entry is not None:
         return entry.response(headers)

@@ -50,8 +50,10 @@ TAIL_BYTES = 16 * 1024
 
 
 def original_etag(source: Source) -> str:
-    """A strong ETag from the file's identity (mtime in ns, size), as nginx builds it."""
-    return f'"{source.mtime_ns:x}-{source.size:x}"'
+    """A strong ETag from the file's identity: mtime in ns and size (as nginx builds it), and
+    the start of the bytes' fingerprint, so a same-size file renamed into place with the same
+    mtime gets a new ETag too."""
+    return f'"{source.mtime_ns:x}-{source.size:x}-{(source.fingerprint or "")[:16]}"'
 
 
 class FileBody(Response):

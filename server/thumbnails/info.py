@@ -89,9 +89,9 @@ class InfoService(Generic[E]):
         self._make_entry = make_entry
         self.decodes = 0  # fact-finding decodes started in this process, for tests
 
-    def plan(self, url_path: str) -> InfoPlan:
-        """Raises `NotFound`."""
-        source = self.originals.resolve(url_path)
+    async def plan(self, url_path: str) -> InfoPlan:
+        """Raises `NotFound` or `SourceChanged`."""
+        source = await self.originals.identify(self.originals.resolve(url_path))
         return InfoPlan(source, InfoKey(source.relative, source.identity))
 
     def cached(self, plan: InfoPlan) -> E | None:

@@ -125,10 +125,12 @@ class ThumbnailService(Generic[E]):
         # Specs repeat endlessly on real traffic; invalid ones raise and are not memoised.
         self._parse = lru_cache(maxsize=1024)(lambda text: parse_spec(text, options.rules))
 
-    def plan(self, spec_text: str, url_path: str, accept: str | None) -> Plan:
-        """Raises `InvalidSpec` (a bad spec wins over a missing file) or `NotFound`."""
+    async def plan(self, spec_text: str, url_path: str, accept: str | None) -> Plan:
+        """Raises `InvalidSpec` (a bad spec wins over a missing file), `NotFound` or
+        `SourceChanged`. Awaits only the first time a process sees a version of the source
+        (its fingerprint, hashed off the event loop); then it is a stat and a few lookups."""
         spec = self._parse(spec_text)
-        source = self.originals.resolve(url_path)
+        source = await self.originals.identify(self.originals.resolve(url_path))
         negotiated = spec.format is None and bool(self.options.auto_formats)
         output_format = spec.format or negotiate_format(accept, self.options.auto_formats)
         key = ResultKey(source.relative, source.identity, spec.canonical, output_format or SOURCE_FAMILY, self._encoder)
@@ -256,9 +258,9 @@ class ThumbnailService(Generic[E]):
             await self.shared.close()
 
 
-def source_key(source: Source) -> tuple[str, int, int]:
+def source_key(source: Source) -> tuple[str, int, int, str | None]:
     """What names one version of a source in the intermediate tier (and routes its renders)."""
-    return (source.relative, source.size, source.mtime_ns)
+    return (source.relative, *source.identity)
 
 
 def _read_and_render(originals: OriginalStore, source: Source, request: RenderRequest, limits: SourceLimits) -> Rendered:
@@ -286,7 +288,7 @@ def _read_and_render(originals: OriginalStore, source: Source, request: RenderRe
 
 
 def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, *,
-                     keep_as: tuple[str, int, int] | None = None) -> Rendered:
+                     keep_as: tuple[str, int, int, str | None] | None = None) -> Rendered:
     """Runs in a render process: announce the render's peak memory and wait until it fits the
     pool's budget, then render `data` (an original's bytes, or an upload's) through its
     intermediate, kept in the process's intermediate tier under `keep_as` when given.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import FileStore, NotFound, SourceChanged, identity_of, open_regular, read_source, resolve
+from storage import FileStore, NotFound, SourceChanged, open_regular, read_source, resolve, version_of
 
 EXTENSIONS = frozenset({"jpg"})
 
@@ -113,7 +113,7 @@ class TestOpenRegular:
         source = resolve(root, "a.jpg", EXTENSIONS)
         file, st = open_regular(source, root=str(root))
         with file:
-            assert identity_of(st) == source.identity
+            assert version_of(st) == source.version
             assert file.read() == b"a" * 1000
 
     def test_unrelated_errors_are_not_disguised_as_404(self, root: Path, monkeypatch) -> None:

@@ -303,7 +303,7 @@ class StandInService:
     def _shutdown(self) -> None:
         self.shut_down = True
 
-    def plan(self, spec: str, path: str, accept: str | None) -> SimpleNamespace:
+    async def plan(self, spec: str, path: str, accept: str | None) -> SimpleNamespace:
         digest = blake2b(repr((spec, path, accept)).encode(), digest_size=16).hexdigest()
         return SimpleNamespace(key=SimpleNamespace(digest=digest), path=path)
 

@@ -90,10 +90,12 @@ class TestResolve:
         with pytest.raises(NotFound):
             resolve(tree, "sub", EXTENSIONS)
 
-    def test_identity_is_size_and_mtime_ns(self, tree: Path) -> None:
+    def test_version_is_size_mtime_device_inode_ctime(self, tree: Path) -> None:
         source = resolve(tree, "a.jpg", EXTENSIONS)
         st = (tree / "a.jpg").stat()
-        assert source.identity == (st.st_size, st.st_mtime_ns)
+        assert source.version == (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns)
+        # Not hashed yet: resolve() only stats; FileStore.identify adds the fingerprint.
+        assert source.identity == (st.st_size, st.st_mtime_ns, None)
         assert source.name == "a.jpg"
 
 
