@@ -1,0 +1,123 @@
+"""Displayed sizes for the gallery's grid, from a bounded prefix of each source: no pixel decoded.
+
+    displayed_size_of(prefix, total, limits, read_at)   (width, height) as shown, or None
+
+The prefix (`PREFIX_BYTES`, or the whole file when smaller) goes through `open_source`, as every
+source does: the container scan first (it follows only what the bytes hold, so a prefix is
+scanned like a short file), then Pillow with the decoder allow-list and the pixel limit. The
+size is the header's, turned as the EXIF orientation turns it, so it equals `/info`'s.
+
+When the prefix is not enough, the answer is None ("size unknown"), never a guess:
+- the header lies beyond it (a JPEG whose frame header follows a large APP segment), or the
+  decoder needs the whole file (WebP and AVIF larger than the prefix: Pillow hands the whole
+  buffer to libwebp's demuxer and libavif);
+- the orientation cannot be known from the header: a PNG may keep its eXIf chunk after the
+  image data, so the chunks after IDAT are walked by their headers (8 bytes each, read with
+  `read_at`, bounded as the container scan bounds them); an eXIf chunk found there is read
+  (at most `MAX_TRAILING_EXIF_BYTES`), and a text chunk that could hold an orientation
+  (XMP, ImageMagick's raw EXIF profile) after the image data makes the size unknown.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from PIL import Image, PngImagePlugin
+
+from server.imaging.decode import EXIF_ORIENTATION, TRANSPOSES, SourceLimits, decoding, open_source
+from server.imaging.errors import ImageError
+from server.imaging.geometry import displayed_size
+from server.imaging.scan import MAX_PNG_CHUNKS, PNG_BYTES_PER_CHUNK
+
+#: Bytes of a source read to learn its size: room for camera JPEGs' EXIF thumbnail, ICC profile
+#: and XMP before the frame header, and the whole of most web images.
+PREFIX_BYTES = 256 * 1024
+#: The most an eXIf chunk after a PNG's image data may hold to be read (a real one: a few KB).
+MAX_TRAILING_EXIF_BYTES = 256 * 1024
+#: What one file's size-finding holds at once: its prefix, Pillow's header objects and an eXIf
+#: chunk, with a margin (announced once per batch: files are done one after another).
+SIZE_PEAK_BYTES = 4 * PREFIX_BYTES + MAX_TRAILING_EXIF_BYTES + (1 << 20)
+
+# Text chunks whose keyword may carry an orientation that Pillow would read after loading.
+_ORIENTING_KEYWORDS = (b"XML:com.adobe.xmp", b"Raw profile type exif")
+_PNG_TEXT = (b"tEXt", b"zTXt", b"iTXt")
+
+ReadAt = Callable[[int, int], bytes]
+
+
+def displayed_size_of(prefix: bytes, total: int, limits: SourceLimits, read_at: ReadAt) -> tuple[int, int] | None:
+    """The size a viewer shows a source as, from `prefix` (its first bytes) and, for a PNG's
+    chunks after the image data, `read_at(offset, n)`; `total` is the file's length. None when
+    the prefix does not tell, or the source is not one the server would render."""
+    if total > limits.max_bytes or not prefix:
+        return None
+    whole = len(prefix) >= total
+    try:
+        image = open_source(prefix, limits)
+        with decoding():
+            orientation = _orientation(image, prefix, total, read_at)
+    except ImageError:
+        return None
+    if orientation is None:
+        return None
+    if orientation == 0:  # EXIF present but unreadable from what was read
+        if not whole:
+            return None
+        orientation = 1  # as read_orientation: broken EXIF is ignored, as browsers do
+    return displayed_size(image.size, orientation)
+
+
+def _orientation(image: Image.Image, prefix: bytes, total: int, read_at: ReadAt) -> int | None:
+    """1..8; 0 when EXIF is there but unreadable; None when it cannot be known without more."""
+    if isinstance(image, PngImagePlugin.PngImageFile) and "exif" not in image.info:
+        trailing = _png_trailing_exif(prefix, total, read_at)
+        if trailing is None:
+            return None
+        if trailing:
+            image.info["exif"] = b"Exif\x00\x00" + trailing  # as Pillow's chunk_eXIf stores it
+    try:
+        # The base class's getexif: PngImageFile's would load the pixels when "exif" is absent.
+        orientation = Image.Image.getexif(image).get(EXIF_ORIENTATION, 1)
+    except MemoryError:
+        raise
+    except Exception:
+        return 0
+    return orientation if orientation in TRANSPOSES else 1
+
+
+def _png_trailing_exif(prefix: bytes, total: int, read_at: ReadAt) -> bytes | None:
+    """The body of an eXIf chunk after the first IDAT (b"" when there is none), from the chunk
+    headers to IEND; None when that cannot be known within the bounds, or a text chunk there
+    may hold an orientation."""
+    most = MAX_PNG_CHUNKS + total // PNG_BYTES_PER_CHUNK
+    pos, chunks, after_image = 8, 0, False
+
+    def read(offset: int, size: int) -> bytes:
+        if offset + size <= len(prefix):
+            return prefix[offset : offset + size]
+        return read_at(offset, size)
+
+    while pos + 12 <= total:
+        chunks += 1
+        if chunks > most:
+            return None
+        head = read(pos, 8)
+        if len(head) != 8:
+            return None
+        length, kind = struct.unpack(">I4s", head)
+        if kind == b"IEND":
+            return b""
+        if kind == b"IDAT":
+            after_image = True
+        elif after_image and kind == b"eXIf":
+            if length > MAX_TRAILING_EXIF_BYTES:
+                return None
+            body = read(pos + 8, length)
+            return body if len(body) == length else None
+        elif after_image and kind in _PNG_TEXT:
+            keyword = read(pos + 8, min(length, 80)).partition(b"\x00")[0]
+            if keyword in _ORIENTING_KEYWORDS:
+                return None
+        pos += 12 + length
+    return b""  # the file ends without IEND: Pillow stops there too
