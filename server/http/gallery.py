@@ -243,7 +243,9 @@ class Gallery:
         found: list[Size] = []
         with anyio.move_on_after(SIZES_WAIT_S):
             try:
-                found = await info.pool.run(displayed_sizes, info.originals, batch, info.limits, SIZES_BUDGET_S)
+                # Half the pool's deadline at most: the job returns what it found before it is killed.
+                budget = min(SIZES_BUDGET_S, info.pool.timeout_s / 2)
+                found = await info.pool.run(displayed_sizes, info.originals, batch, info.limits, budget)
             except (RenderUnavailable, ImageError):  # busy, past its deadline, its process died
                 found = []
             except Exception:  # the store's own trouble (EMFILE, EIO…): the page goes on without sizes

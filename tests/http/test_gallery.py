@@ -509,3 +509,15 @@ class TestSizes:
         for page in (1, 2):
             found.update(grid_sizes((await browse.get(f"/hostile/?page={page}")).text))
         assert found == {name: (48, 32) for name in HOSTILE}
+
+    async def test_header_bombs(self, make_settings, image_root: Path) -> None:
+        """Files built to make header parsing costly show their names alone, beside a good one."""
+        bombs = {"claims.jpg": images.jpeg_claiming(20_000, 20_000), "claims.gif": images.gif_claiming(65_535, 65_535),
+                 "text-bomb.png": images.png_text_bomb(), "strips.tif": images.tiff_strip_bomb()}
+        for name, data in bombs.items():
+            images.write(image_root / "bombs" / name, data)
+        images.write(image_root / "bombs" / "good.jpg", images.jpeg_bytes((31, 17)))
+        async with client_for(make_settings(browse={"enabled": True})) as client:
+            response = await client.get("/bombs/")
+            assert response.status_code == 200
+            assert grid_sizes(response.text) == {**dict.fromkeys(bombs), "good.jpg": (31, 17)}
