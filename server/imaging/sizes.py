@@ -9,8 +9,13 @@ size is the header's, turned as the EXIF orientation turns it, so it equals `/in
 
 When the prefix is not enough, the answer is None ("size unknown"), never a guess:
 - the header lies beyond it (a JPEG whose frame header follows a large APP segment), or the
-  decoder needs the whole file (WebP and AVIF larger than the prefix: Pillow hands the whole
-  buffer to libwebp's demuxer and libavif);
+  decoder needs the whole file (AVIF larger than the prefix: Pillow hands libavif the whole
+  buffer);
+- a WebP larger than the prefix, whose demuxer also wants the whole file, is read as Pillow
+  reads its size (`WebPImagePlugin._get_size`: the first chunk's canvas or frame header), after
+  the container scan of the prefix and the pixel limit; when it is extended (VP8X), its chunks
+  are walked by their headers to the EXIF and XMP chunks that libwebp's demuxer would give
+  Pillow, and the orientation read from them as `Image.getexif` reads it;
 - the orientation cannot be known from the header: a PNG may keep its eXIf chunk after the
   image data, so the chunks after IDAT are walked by their headers (8 bytes each, read with
   `read_at`, bounded as the container scan bounds them); an eXIf chunk found there is read
@@ -20,6 +25,7 @@ When the prefix is not enough, the answer is None ("size unknown"), never a gues
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 
@@ -28,7 +34,8 @@ from PIL import Image, PngImagePlugin
 from server.imaging.decode import EXIF_ORIENTATION, TRANSPOSES, SourceLimits, decoding, open_source
 from server.imaging.errors import ImageError
 from server.imaging.geometry import displayed_size
-from server.imaging.scan import MAX_PNG_CHUNKS, PNG_BYTES_PER_CHUNK
+from server.imaging.errors import SourceTooLarge
+from server.imaging.scan import MAX_PNG_CHUNKS, MAX_WEBP_CHUNKS, PNG_BYTES_PER_CHUNK, scan_container
 
 #: Bytes of a source read to learn its size: room for camera JPEGs' EXIF thumbnail, ICC profile
 #: and XMP before the frame header, and the whole of most web images.
@@ -42,6 +49,7 @@ SIZE_PEAK_BYTES = 4 * PREFIX_BYTES + MAX_TRAILING_EXIF_BYTES + (1 << 20)
 # Text chunks whose keyword may carry an orientation that Pillow would read after loading.
 _ORIENTING_KEYWORDS = (b"XML:com.adobe.xmp", b"Raw profile type exif")
 _PNG_TEXT = (b"tEXt", b"zTXt", b"iTXt")
+_XMP_ORIENTATION = re.compile(rb'tiff:Orientation(="|>)([0-9])')  # as Image.getexif reads XMP
 
 ReadAt = Callable[[int, int], bytes]
 
@@ -53,6 +61,12 @@ def displayed_size_of(prefix: bytes, total: int, limits: SourceLimits, read_at: 
     if total > limits.max_bytes or not prefix:
         return None
     whole = len(prefix) >= total
+    if not whole and prefix[:4] == b"RIFF" and prefix[8:12] == b"WEBP":
+        try:
+            with decoding():
+                return _webp_size(prefix, total, limits, read_at)
+        except ImageError:
+            return None
     try:
         image = open_source(prefix, limits)
         with decoding():
@@ -121,3 +135,69 @@ def _png_trailing_exif(prefix: bytes, total: int, read_at: ReadAt) -> bytes | No
                 return None
         pos += 12 + length
     return b""  # the file ends without IEND: Pillow stops there too
+
+
+def _webp_size(prefix: bytes, total: int, limits: SourceLimits, read_at: ReadAt) -> tuple[int, int] | None:
+    """The displayed size of a WebP larger than `prefix`, as Pillow would find it."""
+    scan_container(prefix, limits)
+    chunk = prefix[12:16]
+    if chunk == b"VP8 " and len(prefix) >= 30 and prefix[23:26] == b"\x9d\x01\x2a":
+        width, height = (int.from_bytes(prefix[at : at + 2], "little") & 0x3FFF for at in (26, 28))
+    elif chunk == b"VP8X" and len(prefix) >= 30:
+        width, height = (int.from_bytes(prefix[at : at + 3], "little") + 1 for at in (24, 27))
+    elif chunk == b"VP8L" and len(prefix) >= 25 and prefix[20] == 0x2F:
+        bits = int.from_bytes(prefix[21:25], "little")
+        width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    else:
+        return None
+    if not width or not height:
+        return None
+    if width * height > limits.max_pixels:
+        raise SourceTooLarge.pixels(width, height, limits.max_pixels)
+    if chunk != b"VP8X":  # the simple format: one image chunk, no metadata
+        return (width, height)
+    metadata = _webp_metadata(prefix, total, read_at)
+    if metadata is None:
+        return None
+    return displayed_size((width, height), _orientation_of(*metadata))
+
+
+def _webp_metadata(prefix: bytes, total: int, read_at: ReadAt) -> tuple[bytes, bytes] | None:
+    """The first EXIF and XMP chunks' bodies (b"" when absent) of an extended WebP, from its
+    chunk headers; None when they cannot be read within the bounds."""
+    end = min(total, 8 + int.from_bytes(prefix[4:8], "little"))
+    found = {b"EXIF": b"", b"XMP ": b""}
+    pos, chunks = 12, 0
+    while pos + 8 <= end:
+        chunks += 1
+        if chunks > MAX_WEBP_CHUNKS:
+            return None
+        head = prefix[pos : pos + 8] if pos + 8 <= len(prefix) else read_at(pos, 8)
+        if len(head) != 8:
+            return None
+        kind, length = head[:4], int.from_bytes(head[4:8], "little")
+        if kind in found and not found[kind]:
+            if length > MAX_TRAILING_EXIF_BYTES:
+                return None
+            body = prefix[pos + 8 : pos + 8 + length] if pos + 8 + length <= len(prefix) else read_at(pos + 8, length)
+            if len(body) != length:
+                return None
+            found[kind] = body
+        pos += 8 + length + (length & 1)
+    return found[b"EXIF"], found[b"XMP "]
+
+
+def _orientation_of(exif_body: bytes, xmp: bytes) -> int:
+    """1..8 from an EXIF block and an XMP packet, as `Image.getexif` reads them (broken EXIF: 1)."""
+    exif = Image.Exif()
+    if exif_body:
+        try:
+            exif.load(exif_body)
+        except MemoryError:
+            raise
+        except Exception:
+            return 1
+    orientation = exif.get(EXIF_ORIENTATION)
+    if orientation is None and xmp and (match := _XMP_ORIENTATION.search(xmp)):
+        orientation = int(match[2])
+    return orientation if orientation in TRANSPOSES else 1

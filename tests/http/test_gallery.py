@@ -431,6 +431,8 @@ def sized(image_root: Path) -> dict[str, bytes]:
     files["webp-6.webp"] = images.webp_bytes((64, 48), orientation=6)
     files["webp-animated.webp"] = images.webp_bytes((40, 24), frames=("red", "blue"))
     files["webp-lossless.webp"] = images.webp_bytes((77, 55), lossless=True)
+    files["webp-large-6.webp"] = images.webp_bytes((700, 500), orientation=6, lossless=True, image=images.noise((700, 500)))
+    assert len(files["webp-large-6.webp"]) > 600_000
     for name, data in files.items():
         images.write(image_root / "sized" / name, data)
     return files
@@ -454,6 +456,7 @@ class TestSizes:
         assert shown == {name: true_size(data) for name, data in sized.items()}
         assert shown["jpeg-6.jpg"] == (80, 120) and shown["jpeg-1.jpg"] == (120, 80)
         assert shown["png-late-exif-5.png"] == (500, 700)  # its eXIf lies past the bytes read at first
+        assert shown["webp-large-6.webp"] == (500, 700)  # its EXIF chunk too
 
     async def test_second_view_runs_no_job(self, make_settings, sized: dict[str, bytes]) -> None:
         async with client_for(make_settings(browse={"enabled": True})) as client:

@@ -61,14 +61,29 @@ class TestRightOrNone:
         data = make()
         assert size_of(data) == true_size(data)
 
+    def test_avif_past_the_prefix(self) -> None:
+        data = images.avif_bytes((700, 500), orientation=6, image=BIG)
+        assert len(data) > PREFIX_BYTES
+        assert size_of(data) is None  # libavif wants the whole file: unknown, not guessed
+
     @pytest.mark.parametrize("make", [
         lambda: images.webp_bytes((700, 500), orientation=6, image=BIG, lossless=True),
-        lambda: images.avif_bytes((700, 500), orientation=6, image=BIG),
-    ], ids=["webp", "avif"])
-    def test_whole_file_decoders_past_the_prefix(self, make) -> None:
+        lambda: images.webp_bytes((701, 503), orientation=8, image=images.noise((701, 503)), quality=100),
+        lambda: images.webp_bytes((700, 500), image=BIG, lossless=True),
+        lambda: images.webp_bytes((699, 501), image=images.noise((699, 501)), quality=100),
+        lambda: images.to_bytes(BIG, "WEBP", lossless=True, exif=images.exif_bytes(orientation=5),
+                                save_all=True, append_images=[images.noise((700, 500), seed=1)]),
+        lambda: images.to_bytes(BIG, "WEBP", lossless=True,
+                                xmp=b'<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'),
+    ], ids=["lossless-6", "lossy-8", "lossless-simple", "lossy-simple", "animated-5", "xmp-6"])
+    def test_webp_past_the_prefix(self, make) -> None:
         data = make()
         assert len(data) > PREFIX_BYTES
-        assert size_of(data) is None  # their decoders want the whole file: unknown, not guessed
+        assert size_of(data) == true_size(data)
+
+    def test_webp_claiming_past_the_prefix(self) -> None:
+        data = images.webp_claiming(16_000, 16_000) + bytes(PREFIX_BYTES)
+        assert size_of(data) is None  # over the pixel limit
 
     def test_png_xmp_orientation_after_the_image(self) -> None:
         xmp = b'XML:com.adobe.xmp\x00\x00\x00\x00\x00<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
