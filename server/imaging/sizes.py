@@ -7,20 +7,22 @@ source does: the container scan first (it follows only what the bytes hold, so a
 scanned like a short file), then Pillow with the decoder allow-list and the pixel limit. The
 size is the header's, turned as the EXIF orientation turns it, so it equals `/info`'s.
 
-When the prefix is not enough, the answer is None ("size unknown"), never a guess:
-- the header lies beyond it (a JPEG whose frame header follows a large APP segment), or the
-  decoder needs the whole file (AVIF larger than the prefix: Pillow hands libavif the whole
-  buffer);
-- a WebP larger than the prefix, whose demuxer also wants the whole file, is read as Pillow
-  reads its size (`WebPImagePlugin._get_size`: the first chunk's canvas or frame header), after
-  the container scan of the prefix and the pixel limit; when it is extended (VP8X), its chunks
-  are walked by their headers to the EXIF and XMP chunks that libwebp's demuxer would give
-  Pillow, and the orientation read from them as `Image.getexif` reads it;
-- the orientation cannot be known from the header: a PNG may keep its eXIf chunk after the
-  image data, so the chunks after IDAT are walked by their headers (8 bytes each, read with
-  `read_at`, bounded as the container scan bounds them); an eXIf chunk found there is read
-  (at most `MAX_TRAILING_EXIF_BYTES`), and a text chunk that could hold an orientation
-  (XMP, ImageMagick's raw EXIF profile) after the image data makes the size unknown.
+Where the prefix does not tell, two formats are read a little further, bounded:
+- a PNG may keep its eXIf chunk after the image data: the chunks after IDAT are walked by their
+  headers (8 bytes each, read with `read_at`, no more of them than the container scan allows);
+  an eXIf chunk found there is read (at most `MAX_TRAILING_EXIF_BYTES`);
+- a WebP's demuxer wants the whole file: its size is read as Pillow reads it before the demuxer
+  (`WebPImagePlugin._get_size`: the first chunk's canvas or frame header), after the container
+  scan of the prefix and the pixel limit; an extended one (VP8X) has its chunks walked by their
+  headers to the EXIF and XMP chunks the demuxer would hand Pillow, and the orientation is read
+  from them as `Image.getexif` reads it;
+- otherwise the answer is None ("size unknown"), never a guess: the header lies past the prefix
+  (a JPEG whose frame header follows large APP segments), libavif wants the whole file (AVIF),
+  or a PNG has a text chunk that may hold an orientation (XMP, ImageMagick's raw EXIF profile)
+  after its image data, which Pillow would read only after decoding.
+
+A file whose header is sound but whose data is damaged gets its header's size: nothing is
+decoded to find out.
 """
 
 from __future__ import annotations
