@@ -10,11 +10,20 @@ Every name reaches the page through `html.escape` (text and attributes) and ever
 `a#b?c.jpg` is shown as text and linked exactly. Pages are self-contained (inline CSS, one small
 optional script for copy buttons, no external resource) under a Content-Security-Policy that
 allows exactly those two by hash. Thumbnails in the grid are square covers, so their `width`
-and `height` attributes are known without decoding anything: the grid shows each image's name,
-and its pixel size is on its own page (knowing it in the grid would cost a decode per file).
+and `height` attributes are known without decoding anything.
 
-Folder pages carry an ETag of the listing and the page (`Cache-Control: no-cache`), so a
-revalidation of an unchanged folder is a 304 after one stat.
+Under each name the grid shows the image's displayed pixel size ("W × H", EXIF orientation
+applied). Sizes come from one render-process job per page view of not-yet-known sizes
+(`server.thumbnails.sizes`): it reads a bounded prefix of each file of the page and parses only
+its header, never on the event loop and without decoding a pixel. They are memoised by
+(path, size, mtime_ns) in a bounded LRU, so a page view of a known folder runs no job at all.
+A size the prefix does not tell (see `server.imaging.sizes`), an undecodable file, or a job
+refused or cut short (pool busy, `SIZES_WAIT_S` passed) shows the name alone: the page never
+fails for a size, and sizes not found because the pool was busy are tried again next time.
+
+Folder pages carry an ETag of the listing, the page and the sizes shown (`Cache-Control:
+no-cache`), so a revalidation of an unchanged folder is a 304 after a stat of the folder and
+one of each file on the page.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +39,7 @@ from html import escape
 from urllib.parse import parse_qs, quote
 
 import anyio
+from cachetools import LRUCache
 from starlette.responses import Response
 
 from server.http.conditional import is_not_modified
@@ -36,16 +47,26 @@ from server.http.responses import EncodedResponse, encode_head
 from server.imaging import ImageError
 from server.thumbnails import Signer
 from server.thumbnails.info import InfoService
-from storage import FolderLister, FolderListing, NotFound
+from server.thumbnails.pool import RenderUnavailable
+from server.thumbnails.sizes import Size, displayed_sizes
+from storage import FolderLister, FolderListing, NotFound, Source
+
+logger = logging.getLogger("thumbserver")
 
 #: Bump when the pages' markup changes: every page's ETag names it.
-GALLERY_VERSION = "1"
+GALLERY_VERSION = "2"
 #: The grid's square thumbnails, in CSS pixels (and twice that for 2x screens).
 GRID_SIDE = 200
 #: Widths offered for `srcset` on an image's page (each no wider than the image).
 COMMON_WIDTHS = (320, 640, 960, 1280, 1920)
 #: The width of the image shown on its page.
 PAGE_IMAGE_WIDTH = 1280
+#: Displayed sizes remembered, one per (path, size, mtime_ns): 100 pages of 200 files.
+SIZE_MEMO_ENTRIES = 20_000
+#: How long a sizes job may go on starting files (it returns what it found by then), and how
+#: long a page view waits for it at most (then the page is shown without the missing sizes).
+SIZES_BUDGET_S = 2.0
+SIZES_WAIT_S = 5.0
 
 
 class InvalidPage(Exception):
@@ -118,6 +139,7 @@ border-radius:6px;text-decoration:none;overflow-wrap:anywhere}
 text-decoration:none;color:var(--fg)}
 .grid img{display:block;width:100%;height:auto;aspect-ratio:1;object-fit:cover;border-radius:4px;background:var(--line)}
 .name{display:block;font-size:0.85rem;margin-top:0.3rem;overflow-wrap:anywhere}
+.size{display:block;font-size:0.8rem;color:var(--muted);font-variant-numeric:tabular-nums}
 .muted{color:var(--muted)}
 .pages{display:flex;gap:1rem;align-items:center;margin:1rem 0}
 figure{margin:0}
@@ -181,6 +203,9 @@ class Gallery:
         self.links = links
         self.page_size = page_size
         self._fingerprint = links.fingerprint()
+        # (path, size, mtime_ns) -> displayed size, or None when that version has none to show.
+        self._sizes: LRUCache[tuple[str, int, int], Size] = LRUCache(maxsize=SIZE_MEMO_ENTRIES)
+        self.size_jobs = 0  # sizes jobs sent to the render processes, for tests and measurements
 
     # --- folders ------------------------------------------------------------------------------
 
@@ -192,13 +217,55 @@ class Gallery:
         listing = await anyio.to_thread.run_sync(self.lister.listing, relative)
         pages = max(1, math.ceil(len(listing.images) / self.page_size))
         page = _page_number(query, pages)
-        etag = self._etag("folder", listing.digest, str(page), str(self.page_size))
+        start = (page - 1) * self.page_size
+        shown = listing.images[start : start + self.page_size]
+        sizes = await self.sizes([_join(relative, name) for name in shown])
+        sizes_text = ";".join("-" if size is None else f"{size[0]}x{size[1]}" for size in sizes)
+        etag = self._etag("folder", listing.digest, str(page), str(self.page_size), sizes_text)
         if is_not_modified(headers, etag, 0):
             return EncodedResponse(304, encode_head({"etag": etag, "cache-control": "no-cache"}))
-        html = self._folder_html(listing, page, pages)
+        html = self._folder_html(listing, page, pages, sizes)
         return _html_response(html, etag)
 
-    def _folder_html(self, listing: FolderListing, page: int, pages: int) -> str:
+    async def sizes(self, paths: list[str]) -> list[Size]:
+        """The displayed size of each of `paths` (None: not known), from the memo, and for the
+        rest from one job in a render process. Never raises for a size: a file gone, a pool busy
+        or a job cut short leave that size None (and, but for an answer of the job, unmemoised)."""
+        sources = await anyio.to_thread.run_sync(self._resolve_all, paths)
+        keys = [None if source is None else (source.relative, source.size, source.mtime_ns) for source in sources]
+        sizes: list[Size] = [None if key is None else self._sizes.get(key) for key in keys]
+        missing = [i for i, key in enumerate(keys) if key is not None and key not in self._sizes]
+        if not missing:
+            return sizes
+        info = self.info
+        batch = [sources[i] for i in missing]
+        self.size_jobs += 1
+        found: list[Size] = []
+        with anyio.move_on_after(SIZES_WAIT_S):
+            try:
+                # Half the pool's deadline at most: the job returns what it found before it is killed.
+                budget = min(SIZES_BUDGET_S, info.pool.timeout_s / 2)
+                found = await info.pool.run(displayed_sizes, info.originals, batch, info.limits, budget)
+            except (RenderUnavailable, ImageError):  # busy, past its deadline, its process died
+                found = []
+            except Exception:  # the store's own trouble (EMFILE, EIO…): the page goes on without sizes
+                logger.warning("gallery: finding %d sizes failed", len(batch), exc_info=True)
+                found = []
+        for i, size in zip(missing, found, strict=False):  # files the job did not reach: next time
+            self._sizes[keys[i]] = sizes[i] = size  # type: ignore[index]
+        return sizes
+
+    def _resolve_all(self, paths: list[str]) -> list[Source | None]:
+        """Each path's current version, by `resolve`'s rules (None: gone since the listing)."""
+        found: list[Source | None] = []
+        for path in paths:
+            try:
+                found.append(self.info.originals.resolve(path))
+            except NotFound:
+                found.append(None)
+        return found
+
+    def _folder_html(self, listing: FolderListing, page: int, pages: int, sizes: list[Size]) -> str:
         links = self.links
         relative = listing.relative
         title = "/" + (relative + "/" if relative else "")
@@ -219,15 +286,16 @@ class Gallery:
         if shown:
             side = GRID_SIDE
             cells = []
-            for name in shown:
+            for name, size in zip(shown, sizes, strict=True):
                 path = _join(relative, name)
+                size_html = "" if size is None else f'<span class="size">{escape(f"{size[0]} × {size[1]}")}</span>'
                 one = links.thumbnail(f"{side}x{side},cover", path)
                 two = links.thumbnail(f"{side}x{side}@2x,cover", path)
                 cells.append(
                     f'<li><a href="{escape(links.view(path))}">'
                     f'<img src="{escape(one)}" srcset="{escape(one)} 1x, {escape(two)} 2x" width="{side}" '
                     f'height="{side}" loading="lazy" decoding="async" alt="{escape(name)}">'
-                    f'<span class="name">{escape(name)}</span></a></li>'
+                    f'<span class="name">{escape(name)}</span>{size_html}</a></li>'
                 )
             parts.append(f'<ul class="grid" aria-labelledby="images">{"".join(cells)}</ul>')
         elif not listing.folders:

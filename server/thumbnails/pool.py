@@ -142,6 +142,11 @@ class RenderPool:
             self.shutdown()
             raise RuntimeError(f"cannot start render processes: {error}") from error
 
+    @property
+    def timeout_s(self) -> float:
+        """How long a job may take from submission (waiting included) before it is given up."""
+        return self._timeout_s
+
     async def run(self, function: Callable[..., T], *args: object, affinity: Hashable = None) -> T:
         """`function(*args)` in a render process: its result, or what it raised (same type, same
         attributes). `function` and `args` must pickle (a module-level function, plain data).

@@ -89,6 +89,11 @@ CONTRAST = """
 """
 
 
+# The size shown under each name in the grid, by name ("" when none is shown).
+SIZES = ("Object.fromEntries([...document.querySelectorAll('.grid a')].map(a => "
+         "[a.querySelector('.name').textContent, a.querySelector('.size')?.textContent ?? '']))")
+
+
 def photo(size: tuple[int, int], seed: int) -> bytes:
     return images.jpeg_bytes(size, image=images.textured(size, seed=seed))
 
@@ -193,6 +198,9 @@ class TestGalleryInChromium:
         assert sorted(img["alt"] for img in loaded) == ["alpha.png", "anim.gif", "landscape.jpg", "portrait.jpg"]
         folders = browser.evaluate("[...document.querySelectorAll('.folders a')].map(a => a.textContent)")
         assert folders == ["hostile/", "many/", "nested/"]
+        # Each cell shows its displayed size under its name (portrait.jpg: EXIF orientation 6).
+        assert browser.evaluate(SIZES) == {"alpha.png": "400 × 400", "anim.gif": "400 × 300",
+                                           "landscape.jpg": "640 × 480", "portrait.jpg": "480 × 640"}
         shoot(browser, artefacts, "root")
         assert_no_problems(browser, mark)
 
@@ -209,6 +217,7 @@ class TestGalleryInChromium:
         assert [img["alt"] for img in loaded] == ["inner.jpg"]
         browser.click_and_wait(".crumbs a[href='/nested/']")
         assert browser.evaluate("location.pathname") == "/nested/"
+        assert browser.evaluate(SIZES) == {"outer.jpg": "400 × 500"}
         shoot(browser, artefacts, "folder")
         assert_no_problems(browser, mark)
 

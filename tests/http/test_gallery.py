@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -368,3 +369,158 @@ class TestParity:
                                   response.headers.get("location"), response.content))
                 answers.append(found)
         assert answers[0] == answers[1]
+
+
+# --- sizes in the grid ----------------------------------------------------------------------------
+
+CELL = re.compile(r'<span class="name">([^<]*)</span>(?:<span class="size">(\d+) × (\d+)</span>)?')
+
+
+def grid_sizes(html: str) -> dict[str, tuple[int, int] | None]:
+    """Each grid cell's name and the size shown under it (None: no size shown)."""
+    from html import unescape
+
+    return {unescape(name): (int(w), int(h)) if w else None for name, w, h in CELL.findall(html)}
+
+
+def true_size(data: bytes) -> tuple[int, int]:
+    """The size a viewer shows: fully decoded, then turned by its EXIF orientation."""
+    from io import BytesIO
+
+    from PIL import Image, ImageOps
+
+    with Image.open(BytesIO(data)) as image:
+        image.load()
+        return ImageOps.exif_transpose(image).size
+
+
+def png_exif_after_image(data: bytes) -> bytes:
+    """The PNG `data` with its eXIf chunk moved after the image data (just before IEND)."""
+    chunks, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append(data[pos : pos + 12 + length])
+        pos += 12 + length
+    exif = [c for c in chunks if c[4:8] == b"eXIf"]
+    assert len(exif) == 1
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+    return data[:8] + b"".join(rest[:-1]) + exif[0] + rest[-1]
+
+
+def jpeg_frame_far(size: tuple[int, int]) -> bytes:
+    """A valid JPEG whose frame header lies past the first 256 KiB (five 60 KB APP15 segments)."""
+    data = images.jpeg_bytes(size)
+    padding = b"".join(b"\xff\xef" + (60_002).to_bytes(2, "big") + bytes(60_000) for _ in range(5))
+    return data[:2] + padding + data[2:]
+
+
+@pytest.fixture
+def sized(image_root: Path) -> dict[str, bytes]:
+    """A folder of every orientation and of PNG, GIF and WebP files, small and past the prefix."""
+    files: dict[str, bytes] = {}
+    for orientation in range(1, 9):
+        files[f"jpeg-{orientation}.jpg"] = images.jpeg_bytes((120, 80), orientation=orientation,
+                                                             image=images.gradient((120, 80)))
+    files["png-6.png"] = images.png_bytes((90, 40), orientation=6)
+    big_png = images.png_bytes((700, 500), mode="RGB", orientation=5, image=images.noise((700, 500)))
+    assert len(big_png) > 600_000
+    files["png-late-exif-5.png"] = png_exif_after_image(big_png)
+    files["png-late-exif-8-small.png"] = png_exif_after_image(images.png_bytes((70, 30), orientation=8))
+    files["png-plain.png"] = images.png_bytes((33, 21))
+    files["gif-animated.gif"] = images.gif_bytes(size=(50, 30))
+    files["webp-6.webp"] = images.webp_bytes((64, 48), orientation=6)
+    files["webp-animated.webp"] = images.webp_bytes((40, 24), frames=("red", "blue"))
+    files["webp-lossless.webp"] = images.webp_bytes((77, 55), lossless=True)
+    files["webp-large-6.webp"] = images.webp_bytes((700, 500), orientation=6, lossless=True, image=images.noise((700, 500)))
+    assert len(files["webp-large-6.webp"]) > 600_000
+    for name, data in files.items():
+        images.write(image_root / "sized" / name, data)
+    return files
+
+
+class TestSizes:
+    """Each grid cell shows its image's displayed size, found in a render process from the
+    file's first bytes, once per version of the file."""
+
+    async def test_true_displayed_sizes(self, browse: httpx.AsyncClient, sized: dict[str, bytes]) -> None:
+        # page_size 3 in `browse`: walk every page of the folder.
+        shown: dict[str, tuple[int, int] | None] = {}
+        page = 1
+        while True:
+            response = await browse.get(f"/sized/?page={page}")
+            if response.status_code == 400:
+                break
+            assert response.status_code == 200
+            shown.update(grid_sizes(response.text))
+            page += 1
+        assert shown == {name: true_size(data) for name, data in sized.items()}
+        assert shown["jpeg-6.jpg"] == (80, 120) and shown["jpeg-1.jpg"] == (120, 80)
+        assert shown["png-late-exif-5.png"] == (500, 700)  # its eXIf lies past the bytes read at first
+        assert shown["webp-large-6.webp"] == (500, 700)  # its EXIF chunk too
+
+    async def test_second_view_runs_no_job(self, make_settings, sized: dict[str, bytes]) -> None:
+        async with client_for(make_settings(browse={"enabled": True})) as client:
+            gallery = client.app.state.gallery
+            first = await client.get("/sized/")
+            assert gallery.size_jobs == 1
+            again = await client.get("/sized/")
+            assert gallery.size_jobs == 1
+            assert again.text == first.text and again.headers["etag"] == first.headers["etag"]
+            assert (await client.get("/sized/", headers={"if-none-match": first.headers["etag"]})).status_code == 304
+            assert gallery.size_jobs == 1
+            assert all(size is not None for size in grid_sizes(again.text).values())
+
+    async def test_changed_file_is_measured_again(self, make_settings, image_root: Path) -> None:
+        path = images.write(image_root / "one" / "a.jpg", images.jpeg_bytes((40, 30)))
+        async with client_for(make_settings(browse={"enabled": True})) as client:
+            first = await client.get("/one/")
+            assert grid_sizes(first.text) == {"a.jpg": (40, 30)}
+            images.write(path, images.jpeg_bytes((64, 20), orientation=8))
+            os.utime(path, ns=(1, 1_000_000_000))  # another mtime, whatever the clock's resolution
+            second = await client.get("/one/")
+            assert grid_sizes(second.text) == {"a.jpg": (20, 64)}
+            assert second.headers["etag"] != first.headers["etag"]
+            assert client.app.state.gallery.size_jobs == 2
+
+    async def test_unknown_sizes(self, make_settings, image_root: Path) -> None:
+        images.write(image_root / "odd" / "broken.jpg", b"not an image at all")
+        images.write(image_root / "odd" / "psd.png", images.psd_bytes((64, 48)))  # a decoder not allowed
+        images.write(image_root / "odd" / "far.jpg", jpeg_frame_far((50, 40)))
+        images.write(image_root / "odd" / "fine.gif", images.gif_bytes(size=(12, 34)))
+        assert true_size((image_root / "odd" / "far.jpg").read_bytes()) == (50, 40)
+        async with client_for(make_settings(browse={"enabled": True})) as client:
+            response = await client.get("/odd/")
+            assert response.status_code == 200
+            # The frame header past the prefix: unknown rather than reading the whole file.
+            assert grid_sizes(response.text) == {"broken.jpg": None, "far.jpg": None, "fine.gif": (12, 34),
+                                                 "psd.png": None}
+            await client.get("/odd/")
+            assert client.app.state.gallery.size_jobs == 1  # "unknown" is remembered too
+
+    async def test_pool_refusing_leaves_the_page(self, make_settings, sized: dict[str, bytes]) -> None:
+        # A render-memory budget below what a sizes job announces: the pool refuses every job.
+        settings = make_settings(browse={"enabled": True}, limits={"render_memory_bytes": 1_000_000})
+        async with client_for(settings) as client:
+            response = await client.get("/sized/")
+            assert response.status_code == 200
+            assert grid_sizes(response.text) == {name: None for name in sized}
+            await client.get("/sized/")
+            assert client.app.state.gallery.size_jobs == 2  # not remembered: tried again
+
+    async def test_hostile_names_with_sizes(self, browse: httpx.AsyncClient) -> None:
+        found: dict[str, tuple[int, int] | None] = {}
+        for page in (1, 2):
+            found.update(grid_sizes((await browse.get(f"/hostile/?page={page}")).text))
+        assert found == {name: (48, 32) for name in HOSTILE}
+
+    async def test_header_bombs(self, make_settings, image_root: Path) -> None:
+        """Files built to make header parsing costly show their names alone, beside a good one."""
+        bombs = {"claims.jpg": images.jpeg_claiming(20_000, 20_000), "claims.gif": images.gif_claiming(65_535, 65_535),
+                 "text-bomb.png": images.png_text_bomb(), "strips.tif": images.tiff_strip_bomb()}
+        for name, data in bombs.items():
+            images.write(image_root / "bombs" / name, data)
+        images.write(image_root / "bombs" / "good.jpg", images.jpeg_bytes((31, 17)))
+        async with client_for(make_settings(browse={"enabled": True})) as client:
+            response = await client.get("/bombs/")
+            assert response.status_code == 200
+            assert grid_sizes(response.text) == {**dict.fromkeys(bombs), "good.jpg": (31, 17)}
