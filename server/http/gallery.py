@@ -15,8 +15,9 @@ and `height` attributes are known without decoding anything.
 Under each name the grid shows the image's displayed pixel size ("W × H", EXIF orientation
 applied). Sizes come from one render-process job per page view of not-yet-known sizes
 (`server.thumbnails.sizes`): it reads a bounded prefix of each file of the page and parses only
-its header, never on the event loop and without decoding a pixel. They are memoised by
-(path, size, mtime_ns) in a bounded LRU, so a page view of a known folder runs no job at all.
+its header, never on the event loop and without decoding a pixel. They are memoised by path and
+local version (size, mtime, device, inode, ctime) in a bounded LRU, so a page view of a known
+folder runs no job at all.
 A size the prefix does not tell (see `server.imaging.sizes`), an undecodable file, or a job
 refused or cut short (pool busy, `SIZES_WAIT_S` passed) shows the name alone: the page never
 fails for a size, and sizes not found because the pool was busy are tried again next time.
@@ -61,7 +62,7 @@ GRID_SIDE = 200
 COMMON_WIDTHS = (320, 640, 960, 1280, 1920)
 #: The width of the image shown on its page.
 PAGE_IMAGE_WIDTH = 1280
-#: Displayed sizes remembered, one per (path, size, mtime_ns): 100 pages of 200 files.
+#: Displayed sizes remembered, one per (path, local version): 100 pages of 200 files.
 SIZE_MEMO_ENTRIES = 20_000
 #: How long a sizes job may go on starting files (it returns what it found by then), and how
 #: long a page view waits for it at most (then the page is shown without the missing sizes).
@@ -203,7 +204,7 @@ class Gallery:
         self.links = links
         self.page_size = page_size
         self._fingerprint = links.fingerprint()
-        # (path, size, mtime_ns) -> displayed size, or None when that version has none to show.
+        # (path, *Source.version) -> displayed size, or None when that version has none to show.
         self._sizes: LRUCache[tuple[str, int, int], Size] = LRUCache(maxsize=SIZE_MEMO_ENTRIES)
         self.size_jobs = 0  # sizes jobs sent to the render processes, for tests and measurements
 
@@ -232,7 +233,7 @@ class Gallery:
         rest from one job in a render process. Never raises for a size: a file gone, a pool busy
         or a job cut short leave that size None (and, but for an answer of the job, unmemoised)."""
         sources = await anyio.to_thread.run_sync(self._resolve_all, paths)
-        keys = [None if source is None else (source.relative, source.size, source.mtime_ns) for source in sources]
+        keys = [None if source is None else (source.relative, *source.version) for source in sources]
         sizes: list[Size] = [None if key is None else self._sizes.get(key) for key in keys]
         missing = [i for i, key in enumerate(keys) if key is not None and key not in self._sizes]
         if not missing:
