@@ -150,8 +150,8 @@ class _RewrittenOnce:
     def __init__(self, path: Path, data: bytes, rewrites: _Count) -> None:
         self.path, self.data, self.rewrites = path, data, rewrites
 
-    def __call__(self, real, source):
-        file, st = real(source)
+    def __call__(self, real, source, **options):
+        file, st = real(source, **options)
         return (_RewritingFile(file, self.path, self.data, self.rewrites) if not self.rewrites else file), st
 
 
@@ -161,8 +161,8 @@ class _AlwaysRewritten:
     def __init__(self, path: Path, blue: bytes, red: bytes, rewrites: _Count) -> None:
         self.path, self.blue, self.red, self.rewrites = path, blue, red, rewrites
 
-    def __call__(self, real, source):
-        file, st = real(source)
+    def __call__(self, real, source, **options):
+        file, st = real(source, **options)
         data = self.blue if len(self.rewrites) % 2 == 0 else self.red
         return _RewritingFile(file, self.path, data, self.rewrites), st
 
@@ -210,8 +210,8 @@ class TestReplacedWhileRead:
         real = storage.files.open_regular
         rewrites: list[int] = []
 
-        def rewritten_once(source):
-            file, st = real(source)
+        def rewritten_once(source, **options):
+            file, st = real(source, **options)
             return (_RewritingFile(file, path, new, rewrites) if not rewrites else file), st
 
         monkeypatch.setattr(storage.files, "open_regular", rewritten_once)
