@@ -165,7 +165,9 @@ class Runner:
             if body:
                 source = "fetched from our server"
                 # The raw ASGI ceiling answers with the very headers our server sent.
-                kept = {name: value for name, value in headers.items() if name not in ("date", "server")}
+                # Not the per-connection ones (urllib asked for Connection: close).
+                skipped = ("date", "server", "connection", "keep-alive", "transfer-encoding")
+                kept = {name: value for name, value in headers.items() if name not in skipped}
                 (static / "thumb.headers.json").write_text(json.dumps(kept))
         if body is None:
             body, _ = PillowRender()(str(self.env.corpus.hit_source), (320, UNBOUNDED))
