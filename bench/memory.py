@@ -7,6 +7,7 @@ high-water mark, exact). With one server process the second is the better of the
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,23 @@ def process_tree(root: int) -> list[int]:
         found.extend(children)
         frontier.extend(children)
     return found
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system, with reaped children's) used so far by ``root``'s live tree.
+
+    On a shared machine this moves far less with other load than a rate does: the work per
+    request, not how much of the CPU the subject got.
+    """
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = text.rpartition(")")[2].split()
+        ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def read_status(pid: int) -> dict[str, int]:

@@ -394,6 +394,7 @@ class Rendered:
     reused_names: int
     sizes: list[list[int]]
     version: str
+    cpu_seconds: float = 0.0
 
 
 class InProcess:

@@ -41,9 +41,9 @@ def main() -> None:
     box = (args.width, args.height or UNBOUNDED)
     sizes: set[tuple[int, int]] = set()
     _hammer(render, names, box, sizes, threads=args.threads, seconds=args.warmup)
-    start = time.monotonic()
+    start, cpu = time.monotonic(), os.times()
     latencies = _hammer(render, names, box, sizes, threads=args.threads, seconds=args.seconds)
-    elapsed = time.monotonic() - start
+    elapsed, cpu_end = time.monotonic() - start, os.times()
     print(json.dumps({
         "images": len(latencies),
         "seconds": elapsed,
@@ -51,6 +51,7 @@ def main() -> None:
         "p99_ms": _percentile(latencies, 99) * 1000,
         "peak_rss": _peak_rss(),
         "reused_names": names.reused,
+        "cpu_seconds": (cpu_end.user + cpu_end.system) - (cpu.user + cpu.system),
         "sizes": sorted(sizes),
         "version": render.version,
     }))

@@ -39,6 +39,7 @@ class Measurement:
     reused_urls: int = 0
     foreign_cpu: float = 0.0
     notes: tuple[str, ...] = ()
+    cpu_ms: float = 0.0  # CPU time of the subject's processes per request (0: not measured)
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,24 @@ def evaluate(rows: list[Measurement], memory: Memory | None, counts: list[Count]
     found = {(count.scenario, count.setup): count for count in counts}
     goals += [_count_goal(text, found.get((scenario, setup)), figure, target)
               for text, scenario, setup, figure, target in COUNT_GOALS]
+    goals += [_cpu_goal(text, rates.get(ours), rates.get(ref)) for text, ours, ref in CPU_GOALS]
     goals.append(_memory_goal(memory))
     return goals
+
+
+# CPU time per request of a reference ÷ ours: how much less work ours does for the same output,
+# a figure other load on the machine hardly moves (rates are what the targets judge).
+CPU_GOALS = (
+    ("srcset family, CPU per thumbnail: Pillow alone ÷ ours", ("srcset", "pillow"), ("srcset", "ours")),
+    ("cold 2 MP, CPU per thumbnail: Pillow alone ÷ ours", ("cold-2mp", "pillow"), ("cold-2mp", "ours")),
+    ("cold 24 MP, CPU per thumbnail: Pillow alone ÷ ours", ("cold-24mp", "pillow"), ("cold-24mp", "ours")),
+)
+
+
+def _cpu_goal(text: str, ref: Measurement | None, ours: Measurement | None) -> Goal:
+    if ours is None or ref is None or not ours.cpu_ms or not ref.cpu_ms:
+        return Goal(text, None, None, "not measured")
+    return Goal(text, ref.cpu_ms / ours.cpu_ms, None, f"{ref.cpu_ms:.1f} / {ours.cpu_ms:.1f} CPU ms")
 
 
 def _count_goal(text: str, count: Count | None, figure: str, target: float | None) -> Goal:
@@ -298,14 +315,14 @@ def _bullets(pairs: dict[str, str]) -> str:
 
 def _table(rows: list[Measurement], titles: dict[str, str]) -> str:
     lines = [
-        "| scenario | subject | conc | req/s | p50 ms | p99 ms | peak RSS MB | notes |",
-        "|---|---|--:|--:|--:|--:|--:|---|",
+        "| scenario | subject | conc | req/s | p50 ms | p99 ms | CPU ms/req | peak RSS MB | notes |",
+        "|---|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for row in rows:
         lines.append(
             f"| {titles.get(row.scenario, row.scenario)} | {row.label} | {row.concurrency} "
             f"| {row.rate:,.1f} | {row.p50_ms:.2f} | {row.p99_ms:.2f} "
-            f"| {row.peak_rss / MB:.0f} | {'; '.join(_row_notes(row))} |"
+            f"| {row.cpu_ms:.1f} | {row.peak_rss / MB:.0f} | {'; '.join(_row_notes(row))} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -28,7 +28,7 @@ from corpus import describe, ensure_corpus
 from counts import burst, renders_in, summarize
 from load import LoadFailed, Target, probe, run_wrk
 from machine import ForeignLoad, cpu_busy_share, describe_machine
-from memory import RssSampler
+from memory import RssSampler, cpu_seconds
 from peers import (
     BENCH_DIR,
     Environment,
@@ -165,7 +165,9 @@ class Runner:
             if body:
                 source = "fetched from our server"
                 # The raw ASGI ceiling answers with the very headers our server sent.
-                kept = {name: value for name, value in headers.items() if name not in ("date", "server")}
+                # Not the per-connection ones (urllib asked for Connection: close).
+                skipped = ("date", "server", "connection", "keep-alive", "transfer-encoding")
+                kept = {name: value for name, value in headers.items() if name not in skipped}
                 (static / "thumb.headers.json").write_text(json.dumps(kept))
         if body is None:
             body, _ = PillowRender()(str(self.env.corpus.hit_source), (320, UNBOUNDED))
@@ -197,9 +199,11 @@ class Runner:
             run_wrk(running.base_url, warmup, concurrency=scenario.concurrency,
                     seconds=self.env.timing.warmup)
             logged = renders_in(running.log) if running.log else 0
+            cpu_before = cpu_seconds(running.pid)
             with RssSampler(running.pid) as rss, ForeignLoad() as foreign:
                 result = run_wrk(running.base_url, measured, concurrency=scenario.concurrency,
                                  seconds=seconds)
+            cpu_used = cpu_seconds(running.pid) - cpu_before
             renders = renders_in(running.log) - logged if running.log else None
             notes = self._server_notes(subject, scenario, running.base_url, rss.peak.process,
                                        renders)
@@ -209,6 +213,7 @@ class Runner:
             p99_ms=result.p99_ms, peak_rss=rss.peak.tree, process_rss=rss.peak.process,
             requests=result.requests, failed=result.failed, reused_urls=result.reused_urls,
             foreign_cpu=foreign.foreign, notes=notes,
+            cpu_ms=1000 * cpu_used / result.requests if result.requests else 0.0,
         )
 
     def _server_notes(self, subject: HttpSubject, scenario: Scenario, base_url: str,
@@ -345,6 +350,7 @@ class Runner:
             process_rss=rendered.peak_rss, requests=rendered.images,
             reused_urls=rendered.reused_names, foreign_cpu=foreign.foreign,
             notes=("in process, no HTTP; threads = cores",),
+            cpu_ms=1000 * rendered.cpu_seconds / rendered.images if rendered.images else 0.0,
         )
 
     def _versions(self) -> dict[str, str]:

@@ -134,7 +134,7 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         render_memory_bytes=settings.limits.render_memory_bytes,
         process_memory_bytes=settings.limits.render_process_memory_bytes,
         intermediate_bytes=settings.limits.intermediate_bytes,
-        preload=("server.thumbnails.service", "server.imaging.intermediate", "simplejpeg", "server.thumbnails.info",
+        preload=("server.thumbnails.service", "server.imaging.intermediate", "server.thumbnails.info",
                  "server.imaging.facts"),
     )
     metrics = Metrics() if settings.metrics.enabled else None

@@ -25,6 +25,11 @@ from typing import NamedTuple
 
 from PIL import Image, JpegImagePlugin
 
+try:
+    import simplejpeg
+except ImportError:  # a declared dependency; without it every JPEG takes Pillow's draft
+    simplejpeg = None
+
 from server.imaging.decode import read_orientation, webp_is_lossless
 from server.imaging.encode import EncoderSettings, choose_format, encode
 from server.imaging.geometry import Box, decode_size, displayed_size, plan_geometry
@@ -70,14 +75,15 @@ class Intermediate:
 
     @property
     def nbytes(self) -> int:
-        """The pixels' bytes (what a memory tier counts)."""
-        return self.image.width * self.image.height * len(self.image.getbands())
+        """The pixels' bytes in Pillow's memory (what a memory tier counts): Pillow keeps one byte
+        a pixel for L, four for LA, RGB and RGBA."""
+        return self.image.width * self.image.height * (1 if self.image.mode == "L" else 4)
 
 
 def read_facts(header: Image.Image) -> SourceFacts:
     """The facts of an opened, not yet decoded source (`open_source`'s image)."""
     if isinstance(header, JpegImagePlugin.JpegImageFile):
-        decoder = SCALED if header.mode in _SCALED_MODES else DRAFT
+        decoder = SCALED if header.mode in _SCALED_MODES and simplejpeg is not None else DRAFT
         return SourceFacts(header.size, read_orientation(header), decoder)
     registered = format_for_decoder(header.format)
     # WebP says in its header whether it is animated; a GIF would have to be scanned frame by frame.
@@ -165,8 +171,7 @@ def _draft_request(facts: SourceFacts, eighths: int) -> tuple[int, int]:
 
 def _decode_scaled(header: Image.Image, source: bytes, facts: SourceFacts, eighths: int) -> Image.Image | None:
     """The JPEG decoded by libjpeg-turbo at `eighths`/8, as a Pillow image; None on any refusal."""
-    import simplejpeg  # imported here: render processes preload it, nothing else needs it
-
+    assert simplejpeg is not None  # read_facts says SCALED only when it is there
     width, height = class_size(facts, eighths)
     try:
         array = simplejpeg.decode_jpeg(

@@ -79,6 +79,11 @@ class RenderUnavailable(Exception):
         self.retry_after = retry_after
 
 
+class _EndedBeforeJob(Exception):
+    """The render process given a job had ended by itself (exit status 0, told to stop) before
+    it read it: the job never ran and goes to another process."""
+
+
 class RenderCrashed(UndecodableImage):
     """The render's process died: a decoder crashed or the render outgrew its address space.
 
@@ -177,11 +182,20 @@ class RenderPool:
 
     async def _run_in_process(self, function: Callable[..., T], args: tuple[object, ...], affinity: Hashable) -> T:
         job = _pickled(("job", function, args))  # a job that does not pickle fails here, in no process
+        while True:
+            try:
+                return await self._run_job(job, affinity)
+            except _EndedBeforeJob:
+                continue  # that process was told to stop (SIGTERM) just before: another one runs it
+
+    async def _run_job(self, job: bytes, affinity: Hashable) -> Any:
         process = await self._take(affinity)
         reserved = 0
+        answered = False
         try:
             await process.send_pickled(job)
             kind, value = await process.receive()
+            answered = True
             if kind == "peak":
                 if value > self._budget.total:
                     await process.send(("refuse", SourceTooLarge(
@@ -200,6 +214,8 @@ class RenderPool:
             finally:
                 process.kill()
                 process.close()
+            if status == 0 and not answered and not self._closed:
+                raise _EndedBeforeJob() from None
             if self._closed or status == 0:
                 raise RenderUnavailable("The server is shutting down; try again shortly", retry_after=1) from None
             logger.warning("render process %d died (%s); another takes its place", process.pid, _describe(status))

@@ -215,11 +215,12 @@ class TestCache:
         return facts, decode_intermediate(header, data, facts, 8)
 
     def test_bounded_in_bytes(self) -> None:
-        facts, intermediate = self._intermediate((100, 100))  # 30,000 bytes of RGB
-        cache = IntermediateCache(70_000)
+        facts, intermediate = self._intermediate((100, 100))  # 40,000 bytes: Pillow's RGB is 4 a pixel
+        assert intermediate.nbytes == 40_000
+        cache = IntermediateCache(100_000)
         for name in ("a", "b", "c"):
             cache.put((name, 1, 1), facts, 8, intermediate)
-        assert cache.nbytes == 60_000
+        assert cache.nbytes == 80_000
         assert cache.get(("a", 1, 1), 8) is None
         assert cache.get(("c", 1, 1), 8) is intermediate
         assert cache.facts(("a", 1, 1)) == facts
