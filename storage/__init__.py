@@ -12,10 +12,10 @@
 from storage.files import FileStore, open_regular, read_source, resolve
 from storage.fingerprints import Fingerprints, fingerprint_bytes
 from storage.listing import FolderLister, FolderListing, natural_key
-from storage.source import NotFound, Source, SourceChanged, check_lexically, version_of
+from storage.source import NotFound, Source, SourceChanged, check_lexically, holds, version_of
 from storage.store import MemoryStore, OriginalStore
 
 __all__ = [
     "FileStore", "FolderLister", "FolderListing", "natural_key", "MemoryStore", "NotFound", "OriginalStore", "Source", "SourceChanged",
-    "Fingerprints", "check_lexically", "fingerprint_bytes", "version_of", "open_regular", "read_source", "resolve",
+    "Fingerprints", "check_lexically", "fingerprint_bytes", "holds", "version_of", "open_regular", "read_source", "resolve",
 ]

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 
 from storage.fingerprints import Fingerprints, fingerprint_file
-from storage.source import NotFound, Source, SourceChanged, check_lexically, version_of
+from storage.source import NotFound, Source, SourceChanged, check_lexically, holds, version_of
 
 
 class FileStore:
@@ -61,13 +61,13 @@ class FileStore:
 
     def open(self, source: Source) -> BinaryIO:
         file, opened = open_regular(source, root=self._real_root)
-        if version_of(opened) != source.version:
+        if not holds(opened, source):
             file.close()
             raise SourceChanged(source.relative)
         return file
 
     def unchanged(self, source: Source, file: BinaryIO) -> bool:
-        return version_of(os.fstat(file.fileno())) == source.version
+        return holds(os.fstat(file.fileno()), source)
 
 
 def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> Source:
@@ -200,17 +200,17 @@ def read_source(source: Source, *, max_bytes: int, root: str) -> bytes:
     inside `root` (resolved, as `open_regular` checks it).
 
     Raises `NotFound` when it vanished or became unreadable, and `SourceChanged` when it is not
-    `source.version` before or after the read (a replace or an in-place write happened since
-    `resolve`, or during the read): the caller must not cache or label such bytes with the old
-    identity. Reads at most `max_bytes + 1` bytes so a file that
+    the file `source` names or was written (`holds`), before or after the read (a replace or an
+    in-place write happened since `resolve`, or during the read): the caller must not cache or
+    label such bytes with the old identity. Reads at most `max_bytes + 1` bytes so a file that
     grew cannot exhaust memory.
     """
     file, st = open_regular(source, root=root)
     with file:
-        if version_of(st) != source.version:
+        if not holds(st, source):
             raise SourceChanged(source.relative)
         data = file.read(max_bytes + 1)
         # A write during the read changes the mtime (or the size) that fstat reports now.
-        if len(data) != min(st.st_size, max_bytes + 1) or version_of(os.fstat(file.fileno())) != source.version:
+        if len(data) != min(st.st_size, max_bytes + 1) or not holds(os.fstat(file.fileno()), source):
             raise SourceChanged(source.relative)
     return data

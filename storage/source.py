@@ -62,6 +62,15 @@ def version_of(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns)
 
 
+def holds(st: os.stat_result, source: Source) -> bool:
+    """Whether an open file whose stat is `st` is the file `source` names, unwritten since: same
+    device, inode, size and mtime. Its ctime may have moved: a file renamed over or unlinked
+    while open keeps its bytes (the ctime counts in `version`, which names what is hashed)."""
+    if source.stat is None:
+        return (st.st_size, st.st_mtime_ns) == (source.size, source.mtime_ns)
+    return version_of(st)[:4] == source.version[:4]
+
+
 def check_lexically(url_path: str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> list[str]:
     """The segments of `url_path`, or `NotFound` for what no store may serve.
 

@@ -169,3 +169,31 @@ class TestStoreTravelsToRenderProcesses:
         assert len(pickle.dumps(store)) < 1000  # not one entry per known version
         source = await copy.identify(copy.resolve("photo.jpg"))
         assert source.fingerprint == (await store.identify(store.resolve("photo.jpg"))).fingerprint
+
+
+class TestReadChecks:
+    """Reads check the file they hold was not written; a rename over it or an unlink (which move
+    only its ctime) do not change its bytes, so a transfer or render of it may finish."""
+
+    def test_unlinked_while_open_still_holds(self, tmp_path: Path) -> None:
+        from storage import holds
+
+        store = FileStore(images.write(tmp_path / "r" / "photo.jpg", b"x" * 1000).parent, EXTENSIONS)
+        source = store.resolve("photo.jpg")
+        with store.open(source) as file:
+            (tmp_path / "r" / "photo.jpg.new").write_bytes(b"y" * 1000)
+            os.replace(tmp_path / "r" / "photo.jpg.new", tmp_path / "r" / "photo.jpg")
+            assert store.unchanged(source, file)
+            assert holds(os.fstat(file.fileno()), source)
+            assert file.read() == b"x" * 1000
+        assert store.resolve("photo.jpg").version != source.version
+
+    def test_written_in_place_does_not_hold(self, tmp_path: Path) -> None:
+        path = images.write(tmp_path / "r" / "photo.jpg", b"x" * 1000)
+        store = FileStore(path.parent, EXTENSIONS)
+        source = store.resolve("photo.jpg")
+        with store.open(source) as file:
+            with open(path, "r+b") as writer:
+                writer.write(b"y" * 10)
+            os.utime(path, ns=(source.mtime_ns + 10**9, source.mtime_ns + 10**9))
+            assert not store.unchanged(source, file)
