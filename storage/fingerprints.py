@@ -15,7 +15,6 @@ already write into the image root.
 from __future__ import annotations
 
 import asyncio
-import mmap
 from collections.abc import Callable, Hashable
 from typing import BinaryIO
 
@@ -24,19 +23,29 @@ from cachetools import LRUCache
 
 #: Versions remembered per process: a few hundred bytes each.
 MAX_KNOWN = 65536
+#: What a hash reads at a time.
+CHUNK_BYTES = 1 << 20
 
 
-def fingerprint_bytes(data: bytes | memoryview | mmap.mmap) -> str:
+def fingerprint_bytes(data: bytes | memoryview) -> str:
     """The fingerprint of `data`: 32 hex digits."""
     return xxhash.xxh3_128_hexdigest(data)
 
 
 def fingerprint_file(file: BinaryIO, size: int) -> str:
-    """The fingerprint of the first `size` bytes of the open `file` (mapped, not copied)."""
-    if size == 0:
-        return fingerprint_bytes(b"")
-    with mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ) as mapped:
-        return fingerprint_bytes(mapped)
+    """The fingerprint of the first `size` bytes of the open `file`, read in CHUNK_BYTES pieces
+    into one buffer (a mapping of the whole file would count it all in the process's RSS)."""
+    digest = xxhash.xxh3_128()
+    buffer = bytearray(min(CHUNK_BYTES, max(size, 1)))
+    view = memoryview(buffer)
+    left = size
+    while left > 0:
+        got = file.readinto(view[: min(left, len(buffer))])
+        if not got:
+            break  # shorter than its stat: the caller's version check after the read says so
+        digest.update(view[:got])
+        left -= got
+    return digest.hexdigest()
 
 
 class Fingerprints:
