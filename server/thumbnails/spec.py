@@ -106,7 +106,7 @@ def parse_spec(text: str, settings: SpecRules) -> ThumbSpec:
 
     words = _parse_modifiers(modifiers)
     if settings.allowed_sizes:
-        _check_allowed_variant(dpr_tenths, words.quality, settings)
+        _check_allowed_variant(dpr_tenths, words, settings)
     fit = words.fit or fit
     if fit in NEEDS_BOTH_SIDES and (width is None or height is None):
         raise InvalidSpec(f"{fit} needs both a width and a height")
@@ -136,13 +136,22 @@ def parse_spec(text: str, settings: SpecRules) -> ThumbSpec:
     return ThumbSpec(width=width, height=height, fit=fit, format=words.format, quality=words.quality, effects=effects)
 
 
-def _check_allowed_variant(dpr_tenths: int, quality: int | None, settings: SpecRules) -> None:
-    """With an allow-list of sizes, a URL's dpr and quality are bounded too, so the variants an
-    unsigned URL can make stay countable (sizes x dprs x qualities x formats x fits)."""
+#: Modifiers with a continuum of values (a focal point, a colour, a sigma): an allow-list of sizes
+#: refuses them, else each allowed size would again have millions of variants.
+UNBOUNDED_MODIFIERS = (("focus", "fp:"), ("background", "bg:"), ("blur", "blur:"), ("sharpen", "sharpen:"))
+
+
+def _check_allowed_variant(dpr_tenths: int, words: _Words, settings: SpecRules) -> None:
+    """With an allow-list of sizes, a URL's dpr and quality are bounded too, and the modifiers
+    with a continuum of values are refused, so the variants an unsigned URL can make stay
+    countable (sizes x dprs x qualities x formats x fits x gravities x gray x still)."""
     if dpr_tenths != 10 and dpr_tenths not in settings.allowed_dpr_tenths:
         raise InvalidSpec(f"dpr {dpr_tenths / 10:g}x is not one of the allowed dprs")
-    if quality is not None and quality not in settings.allowed_qualities:
-        raise InvalidSpec(f"quality q{quality} is not one of the allowed qualities")
+    if words.quality is not None and words.quality not in settings.allowed_qualities:
+        raise InvalidSpec(f"quality q{words.quality} is not one of the allowed qualities")
+    for attribute, prefix in UNBOUNDED_MODIFIERS:
+        if getattr(words, attribute):
+            raise InvalidSpec(f"{prefix} is not served with thumbnails.allowed_sizes (it has no bounded set of values)")
 
 
 def _parse_base(base: str, settings: SpecRules) -> tuple[int | None, int | None, str]:

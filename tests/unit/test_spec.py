@@ -187,3 +187,15 @@ class TestAllowedVariants:
 
     def test_without_allowed_sizes_everything_goes(self) -> None:
         assert parse_spec("320x240@3.7x,q37", SpecRules()).quality == 37
+
+    @pytest.mark.parametrize("text", ["320x240,cover,g:ne", "320x240,cover,g:smart", "320x240,pad", "320x240,gray",
+                                      "320x240,still,gif"])
+    def test_modifiers_with_few_values_are_allowed(self, text: str) -> None:
+        parse_spec(text, self.rules)
+
+    @pytest.mark.parametrize("text", ["320x240,cover,fp:0.31:0.6", "320x240,pad,bg:123456", "320x240,blur:3.7",
+                                      "320x240,sharpen:1.1"])
+    def test_modifiers_with_a_continuum_of_values_are_refused(self, text: str) -> None:
+        """Each of these has thousands to millions of values: allowed sizes would bound nothing."""
+        with pytest.raises(InvalidSpec, match="allowed_sizes"):
+            parse_spec(text, self.rules)
