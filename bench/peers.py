@@ -181,8 +181,11 @@ class OurServer(HttpSubject):
             yield Running(base, child.pid, log)
 
     def environment(self, *, shared: str, redis_url: str | None, disk_path: Path) -> dict[str, str]:
-        """Settings only this checkout knows: the shared tier, its disk folder, its Redis."""
-        env = {"THUMBSERVER_CACHE_SHARED": shared, "THUMBSERVER_CACHE_DISK_PATH": str(disk_path)}
+        """Settings only this checkout knows: the shared tier, its disk folder, its Redis, and the
+        machine's intermediates beside that folder (a fresh one with it: a cold row must not cut
+        from what an earlier run decoded)."""
+        env = {"THUMBSERVER_CACHE_SHARED": shared, "THUMBSERVER_CACHE_DISK_PATH": str(disk_path),
+               "THUMBSERVER_LIMITS_HOST_INTERMEDIATE_PATH": f"{disk_path}-intermediates"}
         if redis_url:
             env["THUMBSERVER_CACHE_REDIS_URL"] = redis_url
         return env

@@ -32,6 +32,7 @@ from server.thumbnails import (
     ThumbnailService,
 )
 from server.thumbnails.info import InfoService
+from server.thumbnails.intermediates import host_folder
 from storage import FileStore, FolderLister, NotFound, SourceChanged
 from server.thumbnails.uploads import UploadRenderer
 from storage import FileStore, NotFound, SourceChanged
@@ -63,14 +64,17 @@ def thumbnail_options(settings: Settings) -> ThumbnailOptions:
 REDIS_NAMESPACE = "results"
 
 
+def _namespace(settings: Settings) -> str:
+    """One namespace per image root: two servers of different roots never mix results."""
+    return blake2b(str(settings.storage.root).encode(), digest_size=8).hexdigest()
+
+
 def shared_store(settings: Settings) -> ResultStore | None:
     """The shared tier `cache.shared` names, unguarded; None for `none`. Raises `UnusableStore`."""
     cache = settings.cache
     if cache.shared == "disk":
         assert cache.disk_path is not None  # load_settings fills in the default
-        # One namespace per image root: two servers of different roots never mix results.
-        namespace = blake2b(str(settings.storage.root).encode(), digest_size=8).hexdigest()
-        return DiskStore(cache.disk_path, cache.disk_max_bytes, namespace=namespace)
+        return DiskStore(cache.disk_path, cache.disk_max_bytes, namespace=_namespace(settings))
     if cache.shared == "redis":
         return RedisStore(cache.redis_url, ttl_s=cache.redis_ttl_s, timeout_s=cache.redis_timeout_s,
                           namespace=REDIS_NAMESPACE)
@@ -134,6 +138,8 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         render_memory_bytes=settings.limits.render_memory_bytes,
         process_memory_bytes=settings.limits.render_process_memory_bytes,
         intermediate_bytes=settings.limits.intermediate_bytes,
+        host_intermediates=(str(settings.limits.host_intermediate_path or host_folder(_namespace(settings))),
+                            settings.limits.host_intermediate_bytes),
         preload=("server.thumbnails.service", "server.imaging.intermediate", "server.thumbnails.info",
                  "server.imaging.facts"),
     )

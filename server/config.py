@@ -175,6 +175,11 @@ class LimitSettings(_Section):
     # Decoded sources (intermediates) each render process keeps, so that the other sizes and
     # formats of a source skip its decode; added to the process's address-space cap. 0: none.
     intermediate_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
+    # Intermediates every render process of the machine shares (files in /dev/shm), so that one
+    # source is decoded once per machine rather than once per server process. 0: none.
+    host_intermediate_bytes: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
+    # Their folder; default /dev/shm/thumbserver-{uid}/{a name for the image root} (RAM-backed).
+    host_intermediate_path: Path | None = None
 
 
 class HttpSettings(_Section):
@@ -308,7 +313,7 @@ def load_settings(
     base_dir = Path.cwd()
     if config_file is not None:
         raw = _read_yaml(config_file)
-        for section, key in (("storage", "root"), ("cache", "disk_path")):
+        for section, key in (("storage", "root"), ("cache", "disk_path"), ("limits", "host_intermediate_path")):
             # Relative paths in the file are relative to the file's folder.
             value = raw.get(section, {}).get(key) if isinstance(raw.get(section), dict) else None
             if isinstance(value, str):

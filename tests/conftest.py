@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ def make_settings(image_root: Path, tmp_path: Path) -> Callable[..., Settings]:
         overrides = {k: dict(v) for k, v in sections.items()}
         overrides["storage"] = {"root": str(image_root), **sections.get("storage", {})}
         overrides["cache"] = {"disk_path": str(tmp_path / "results"), **sections.get("cache", {})}
+        overrides["limits"] = {"host_intermediate_path": str(tmp_path / "host-intermediates"),
+                               **sections.get("limits", {})}
         return load_settings(None, environ={}, overrides=overrides)
 
     return build
@@ -47,3 +49,18 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the ASGI app in process (lifespan run around it)."""
     async with client_for(settings) as http:
         yield http
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_host_intermediates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Servers that fixtures wider than a test start keep theirs in the session's folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("THUMBSERVER_LIMITS_HOST_INTERMEDIATE_PATH", str(tmp_path_factory.mktemp("host-intermediates")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _own_host_intermediates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers started by a test keep the machine's intermediates in a folder of the test's own:
+    never /dev/shm, where one test's decodes would be another's (or a user's server's)."""
+    monkeypatch.setenv("THUMBSERVER_LIMITS_HOST_INTERMEDIATE_PATH", str(tmp_path / "host-intermediates"))

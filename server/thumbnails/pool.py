@@ -36,6 +36,7 @@ The job reads its source itself: only the job's arguments and its encoded result
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -52,7 +53,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from server.imaging import SourceTooLarge, UndecodableImage
-from server.thumbnails.intermediates import IntermediateCache
+from server.thumbnails.intermediates import HostIntermediates, IntermediateCache
 
 T = TypeVar("T")
 
@@ -120,6 +121,7 @@ class RenderPool:
         render_memory_bytes: int = 1 << 30,
         process_memory_bytes: int = 2 << 30,
         intermediate_bytes: int = 0,
+        host_intermediates: tuple[str, int] | None = None,
         preload: Iterable[str] = (),
         nice: int = 10,
     ) -> None:
@@ -132,7 +134,8 @@ class RenderPool:
         self._context.set_forkserver_preload(["__main__", *preload])
         # Intermediates are kept on top of what a render may use: the cap counts both.
         address_space = process_memory_bytes + intermediate_bytes if process_memory_bytes else 0
-        self._options = _ProcessOptions(address_space, nice, timeout_s + ALARM_MARGIN_S, intermediate_bytes)
+        self._options = _ProcessOptions(address_space, nice, timeout_s + ALARM_MARGIN_S, intermediate_bytes,
+                                        host_intermediates)
         self._idle = _Dispatcher()
         self._processes: set[_RenderProcess] = set()  # every process not yet killed
         self._starting = threading.Lock()  # processes start in threads; one at a time
@@ -344,6 +347,7 @@ class _ProcessOptions:
     nice: int
     alarm_s: float  # a job still running after this ends its process
     intermediate_bytes: int = 0  # the process's intermediate tier (0: none)
+    host_intermediates: tuple[str, int] | None = None  # the machine's tier: (folder, max bytes)
 
 
 class _Waiter:
@@ -642,7 +646,11 @@ def _serve(sock: socket.socket, options: _ProcessOptions) -> None:
     global _channel, _intermediates
     channel = _channel = _Channel(sock)
     if options.intermediate_bytes > 0:
-        _intermediates = IntermediateCache(options.intermediate_bytes)
+        host = None
+        if options.host_intermediates is not None and options.host_intermediates[1] > 0:
+            with contextlib.suppress(OSError):  # an unusable folder: this process decodes for itself
+                host = HostIntermediates(*options.host_intermediates)
+        _intermediates = IntermediateCache(options.intermediate_bytes, host)
     # A SIGTERM or Ctrl-C sent to the whole process group (systemd, a terminal) while the server
     # drains its requests must not cut a render short: the job in hand is finished first.
     signal.signal(signal.SIGINT, channel.stop)

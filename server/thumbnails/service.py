@@ -303,7 +303,7 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     from server.imaging import animated_frames, animation_peak, plan_geometry
     from server.imaging.decode import decoding, open_source
     from server.imaging.intermediate import class_size, decode_class, decode_intermediate, read_facts
-    from server.imaging.pipeline import render_animated, render_from
+    from server.imaging.pipeline import RENDERER_VERSION, render_animated, render_from
     from server.thumbnails.pool import announce_peak, worker_intermediates
 
     header = open_source(data, limits)
@@ -319,10 +319,20 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     eighths = decode_class(facts, request.box)
     width, height = class_size(facts, eighths)
     announce_peak(width * height * 4 * 3 + len(data))
+    kept = worker_intermediates() if keep_as is not None else None
+    # The machine's tier is keyed by how the class is decoded too (simplejpeg or Pillow's draft).
+    host_key = (keep_as, facts.decoder, RENDERER_VERSION)
+    if kept is not None and keep_as is not None and kept.host is not None:
+        found = kept.host.get(host_key, eighths)
+        if found is not None:
+            kept.stats.from_host += 1
+            kept.put(keep_as, facts, eighths, found)
+            return dataclasses.replace(render_from(found, request), reused=True)
     with decoding():
         intermediate = decode_intermediate(header, data, facts, eighths)
-    kept = worker_intermediates() if keep_as is not None else None
     if kept is not None and keep_as is not None:
         kept.stats.decodes += 1
         kept.put(keep_as, facts, eighths, intermediate)
+        if kept.host is not None:
+            kept.host.put(host_key, eighths, intermediate)
     return render_from(intermediate, request)

@@ -49,3 +49,23 @@ class TestSrcsetFamily:
         assert [response.headers["etag"] for response in kept] == [response.headers["etag"] for response in fresh]
         widths = [int(response.headers["content-disposition"].split("_")[1].split("x")[0]) for response in kept]
         assert widths == [160, 160, 200, 200, 300, 300]
+
+
+class TestOneDecodePerMachine:
+    """With two server processes (each with render processes of its own), the family is still
+    decoded once: the second server process's render processes cut from the machine's tier."""
+
+    def test_two_server_processes(self, photo_root: Path, tmp_path: Path) -> None:
+        env = {"THUMBSERVER_CACHE_SHARED": "none"}
+        with LiveServer(None, photo_root, workers=2, env=env) as server:
+            with httpx.Client(timeout=30) as client:
+                # New connections: the kernel spreads them over both server processes.
+                responses = [httpx.get(server.url + path, timeout=30) for path in FAMILY * 2]
+                found = samples(client.get(f"{server.url}/metrics").text)
+        assert [response.status_code for response in responses] == [200] * len(FAMILY) * 2
+        counts = {result: int(value(found, "thumbserver_intermediates_total", result=result))
+                  for result in ("decoded", "reused")}
+        # Every request that reached a render (no shared tier: each server process renders what
+        # its memory tier lacks) decoded nothing but the first.
+        assert counts["decoded"] == 1, counts
+        assert counts["reused"] >= len(FAMILY) - 1, counts
