@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 from starlette.responses import Response
 from starlette.types import Message, Receive
@@ -22,7 +21,7 @@ from server.http.originals import respond_original
 from server.http.request import read_headers
 from server.http.responses import ThumbnailEntry, not_modified
 from server.http.uploads import UploadHandler
-from server.http.urls import FOLDER, INFO, ORIGINAL, UPLOAD, VIEW, ImageURL, URLClassifier, raw_path_of
+from server.http.urls import FOLDER, INFO, ORIGINAL, UPLOAD, VIEW, ImageURL, URLClassifier, decoded_path, raw_path_of
 from server.thumbnails import BadSignature, ThumbnailService
 from server.thumbnails.info import InfoService
 from storage import NotFound, OriginalStore, SourceChanged
@@ -136,13 +135,9 @@ class ImageHandler:
         if scope.get("method") not in IMAGE_METHODS:
             return None
         raw = raw_path_of(scope).partition(b"?")[0]
-        try:
-            segments = [unquote(segment, errors="strict") for segment in raw.decode("ascii")[1:].split("/")]
-        except UnicodeDecodeError:
+        path = decoded_path(raw)  # None for an encoded slash: it never names a folder (nor anything else)
+        if path is None:
             return None
-        if any("/" in segment for segment in segments):
-            return None  # an encoded slash never names a folder (nor anything else)
-        path = "/".join(segments)
         assert self._gallery is not None
         return await self._gallery.redirect(path, raw, scope.get("query_string", b""))
 
@@ -161,7 +156,9 @@ class ImageHandler:
         for _attempt in range(2):
             # stat() of a file whose inode is cached costs microseconds: cheaper than a thread hop.
             try:
-                source = await self._originals.identify(self._originals.resolve(path))
+                source = self._originals.resolve(path)
+                if source.fingerprint is None:  # the first request for this version in this process
+                    source = await self._originals.identify(source)
                 return await respond_original(
                     self._originals, source, headers, cache_control=self._cache_control.originals, method=method
                 )

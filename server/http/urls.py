@@ -142,6 +142,18 @@ class URLClassifier:
         return rest
 
 
+def decoded_path(raw_path: bytes) -> str | None:
+    """The path of `raw_path` (no leading "/", query dropped) decoded by the classifier's rules,
+    or None when no resource could have it (not ASCII, an encoded slash, a control character)."""
+    raw_path = raw_path.partition(b"?")[0]
+    if raw_path[:1] != b"/":
+        return None
+    try:
+        return _decoded(raw_path.decode("ascii")[1:])
+    except (UnicodeDecodeError, NotFound):
+        return None
+
+
 def _decoded(path: str) -> str:
     """`path` with each segment percent-decoded once; `NotFound` for what no segment may hold."""
     if "%" not in path and path.isprintable():

@@ -91,7 +91,9 @@ class InfoService(Generic[E]):
 
     async def plan(self, url_path: str) -> InfoPlan:
         """Raises `NotFound` or `SourceChanged`."""
-        source = await self.originals.identify(self.originals.resolve(url_path))
+        source = self.originals.resolve(url_path)
+        if source.fingerprint is None:  # the first request for this version in this process
+            source = await self.originals.identify(source)
         return InfoPlan(source, InfoKey(source.relative, source.identity))
 
     def cached(self, plan: InfoPlan) -> E | None:

@@ -130,7 +130,9 @@ class ThumbnailService(Generic[E]):
         `SourceChanged`. Awaits only the first time a process sees a version of the source
         (its fingerprint, hashed off the event loop); then it is a stat and a few lookups."""
         spec = self._parse(spec_text)
-        source = await self.originals.identify(self.originals.resolve(url_path))
+        source = self.originals.resolve(url_path)
+        if source.fingerprint is None:  # the first request for this version in this process
+            source = await self.originals.identify(source)
         negotiated = spec.format is None and bool(self.options.auto_formats)
         output_format = spec.format or negotiate_format(accept, self.options.auto_formats)
         key = ResultKey(source.relative, source.identity, spec.canonical, output_format or SOURCE_FAMILY, self._encoder)
