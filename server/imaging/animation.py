@@ -37,21 +37,79 @@ def animation_format(requested: str | None, source_format: str | None) -> str | 
     return name if FORMATS[name].animation else None
 
 
-def animated_frames(image: Image.Image, requested: str | None, effects: Effects, limits: SourceLimits) -> int:
+def animated_frames(image: Image.Image, requested: str | None, effects: Effects, limits: SourceLimits,
+                    source: bytes | None = None) -> int:
     """How many frames a thumbnail of the opened `image` shows: every frame of an animated GIF
     or WebP whose output can animate, within `limits.max_frames` and with all frames' pixels
-    within `limits.max_pixels`; else 1 (the first frame). Reads headers only, no pixels."""
+    within `limits.max_pixels`; else 1 (the first frame). Reads headers only, no pixels.
+
+    A GIF's frames are counted from `source` by `gif_frames` when it is given: Pillow counts them
+    by seeking, and a seek to a frame larger than the logical screen allocates that frame's
+    canvas (a 280-byte GIF of a 24x16 screen and an 11822x11822 second frame took 565 MB)."""
     if effects.still or animation_format(requested, image.format) is None:
         return 1
     try:
-        with decoding():
-            frames = getattr(image, "n_frames", 1)
+        if image.format == "GIF" and source is not None:
+            frames = gif_frames(source, limits.max_frames)
+        else:
+            with decoding():
+                frames = getattr(image, "n_frames", 1)
     except ImageError:  # a broken later frame: the first one is still a thumbnail
         return 1
     width, height = image.size
     if frames < 2 or frames > limits.max_frames or frames * width * height > limits.max_pixels:
         return 1
     return frames
+
+
+#: Blocks and sub-blocks `gif_frames` walks at most (a sub-block of image data is up to 255
+#: bytes: a 100 MB GIF of full sub-blocks is ~400,000); past it, the GIF is shown still.
+MAX_GIF_BLOCKS = 1_000_000
+
+
+def gif_frames(data: bytes, max_frames: int) -> int:
+    """The frames of a GIF, counted from its blocks without decoding: 1 (show the first frame
+    only) when a frame lies outside the logical screen, when the file has more than
+    `max_frames` frames (then max_frames + 1 is returned, so the caller sees "too many"), or
+    when it is too long to walk."""
+    if len(data) < 13:
+        return 1
+    screen_w, screen_h = int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    flags = data[10]
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    frames = steps = 0
+    size = len(data)
+    while pos < size and steps < MAX_GIF_BLOCKS:
+        steps += 1
+        introducer = data[pos]
+        if introducer == 0x3B:  # trailer
+            break
+        if introducer == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        elif introducer == 0x2C:  # image descriptor, local colour table, LZW code size, sub-blocks
+            if pos + 10 > size:
+                break
+            left, top, width, height = (int.from_bytes(data[pos + 1 + 2 * i : pos + 3 + 2 * i], "little")
+                                        for i in range(4))
+            if left + width > screen_w or top + height > screen_h:
+                return 1  # Pillow would grow the canvas to it: not an animation to render
+            frames += 1
+            if frames > max_frames:
+                return frames
+            local = data[pos + 9]
+            pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0) + 1
+        else:
+            pos += 1  # a stray byte: Pillow skips it
+            continue
+        while pos < size and steps < MAX_GIF_BLOCKS:
+            steps += 1
+            length = data[pos]
+            pos += 1 + length
+            if length == 0:
+                break
+    if steps >= MAX_GIF_BLOCKS:
+        return 1
+    return max(frames, 1)
 
 
 def animation_peak(geometry: Geometry, frames: int) -> int:
@@ -104,10 +162,15 @@ def render_animation(
     finished: list[Image.Image] = []
     durations: list[int] = []
     disposals: list[int] = []
+    canvas = image.size
     for index in range(frames):
         try:
             with decoding():
                 image.seek(index)
+                if image.size != canvas:
+                    # A later frame larger than the canvas grows it (Pillow follows the file): the
+                    # pixel limit was checked against the first frame's size, so stop here.
+                    break
                 image.load()
                 pixels = normalize_mode(orient(image, orientation))
         except ImageError:

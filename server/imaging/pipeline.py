@@ -89,7 +89,7 @@ def render_thumbnail(source: bytes, request: RenderRequest, *, limits: SourceLim
     are checked from the header, before any pixel is decoded. Blocking: run it in a worker.
     """
     header = open_source(source, limits)
-    frames = animated_frames(header, request.format, request.effects, limits)
+    frames = animated_frames(header, request.format, request.effects, limits, source)
     if frames > 1:
         return render_animated(header, source, request, frames)
     with decoding():

@@ -312,7 +312,7 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     with decoding():
         facts = read_facts(header)
     if facts.may_animate:
-        frames = animated_frames(header, request.format, request.effects, limits)
+        frames = animated_frames(header, request.format, request.effects, limits, data)
         if frames > 1:
             width, height = facts.stored_size
             geometry = plan_geometry(*facts.displayed_size, request.box)

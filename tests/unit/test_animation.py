@@ -188,3 +188,36 @@ class TestLossless:
         source = images.numbered_animation("webp", frames=3, size=(64, 48))
         rendered = render_thumbnail(source, RenderRequest(64, None, "contain", "webp", 50), limits=LIMITS)
         assert b"ANMF" in rendered.data and not webp_animation_is_lossless(rendered.data)
+
+
+class TestFramesLargerThanTheScreen:
+    """A GIF whose later frame lies outside its logical screen is shown still, counted without
+    Pillow's seek (which allocates that frame's canvas: 2.3 GB and 6 s for this 275-byte file,
+    found by tests/fuzz/fuzz_render.py)."""
+
+    # A 24x16 screen, a first frame, and a second frame of 11822x11822.
+    HOSTILE = bytes.fromhex(
+        "47494638396118001000810000000000ff000000000000000021ff0b4e45545343415045322e30030100000021f904090a0000002c000000001800100000083f0003081c485020808308131e2cc83080c287001a1684a85022418a092d0ec48850a3418e113d820ca971a44787204f9a1499922547952d4bc6b4b85226c7800021f904080a0000002c000000002e2e2e2e2e2e2e2e2e2e2e2e180010008100ff0000000000000000000008220001081c48b0a0c18308132a5cc8b0a1c38710234a9c48b1a2c58b18336adc6830200021f904080a0000002c0000000018001000810000ff00000000000000000008220001081c48b0a0c18308132a5cc8b0a1c38710234a9c48b1a2c58b18336adc683020003b"
+    )
+
+    def test_counted_like_pillow_for_real_animations(self) -> None:
+        from server.imaging.animation import gif_frames
+
+        for count in (2, 3, 7):
+            data = images.gif_bytes(frames=[(40 * n, 0, 0) for n in range(count)])
+            with Image.open(BytesIO(data)) as opened:
+                assert gif_frames(data, 100) == opened.n_frames == count
+        assert gif_frames(images.gif_bytes(frames=[(n, 0, 0) for n in range(5)]), 3) == 4  # "too many"
+
+    def test_hostile_frame_is_still_and_cheap(self) -> None:
+        import resource
+
+        from server.imaging.animation import gif_frames
+
+        assert gif_frames(self.HOSTILE, 100) == 1
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out = render(self.HOSTILE, width=7, height=7)
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        assert getattr(out, "n_frames", 1) == 1
+        assert max(out.size) <= 7
+        assert grown_mb < 50, f"peak RSS grew by {grown_mb:.0f} MB"
