@@ -17,7 +17,6 @@ import json
 import os
 import tempfile
 from collections.abc import Hashable
-from dataclasses import dataclass
 
 from cachetools import LRUCache
 from PIL import Image
@@ -27,13 +26,6 @@ from server.imaging.intermediate import Intermediate, SourceFacts
 SourceKey = tuple[str, int, int, str | None]  # relative path, size, mtime_ns, fingerprint
 #: Facts are a few dozen bytes each; kept for more sources than intermediates fit.
 MAX_FACTS = 4096
-
-
-@dataclass(slots=True)
-class IntermediateStats:
-    decodes: int = 0  # intermediates decoded (renders that read and decoded their source)
-    reused: int = 0  # renders cut from a kept intermediate (no read, no decode)
-    from_host: int = 0  # renders cut from an intermediate another render process decoded
 
 
 class IntermediateCache:
@@ -47,7 +39,6 @@ class IntermediateCache:
             maxsize=max(1, max_bytes), getsizeof=lambda found: found.nbytes
         )
         self._facts: LRUCache[SourceKey, SourceFacts] = LRUCache(maxsize=MAX_FACTS)
-        self.stats = IntermediateStats()
 
     def facts(self, source: SourceKey) -> SourceFacts | None:
         return self._facts.get(source)

@@ -282,7 +282,6 @@ def _read_and_render(originals: OriginalStore, source: Source, request: RenderRe
     if kept is not None and facts is not None and not facts.may_animate:
         found = kept.get(key, decode_class(facts, request.box))
         if found is not None:
-            kept.stats.reused += 1
             announce_peak(found.nbytes * 2)  # the resized copy and its flattened one, at most
             return dataclasses.replace(render_from(found, request), reused=True)
     data = originals.read(source, max_bytes=limits.max_bytes)
@@ -321,19 +320,17 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     eighths = decode_class(facts, request.box)
     width, height = class_size(facts, eighths)
     announce_peak(width * height * 4 * 3 + len(data))
-    kept = worker_intermediates() if keep_as is not None else None
+    kept = worker_intermediates() if keep_as is not None else None  # None: keep nothing
     # The machine's tier is keyed by how the class is decoded too (simplejpeg or Pillow's draft).
     host_key = (keep_as, facts.decoder, RENDERER_VERSION)
-    if kept is not None and keep_as is not None and kept.host is not None:
+    if kept is not None and kept.host is not None:
         found = kept.host.get(host_key, eighths)
         if found is not None:
-            kept.stats.from_host += 1
             kept.put(keep_as, facts, eighths, found)
             return dataclasses.replace(render_from(found, request), reused=True)
     with decoding():
         intermediate = decode_intermediate(header, data, facts, eighths)
-    if kept is not None and keep_as is not None:
-        kept.stats.decodes += 1
+    if kept is not None:
         kept.put(keep_as, facts, eighths, intermediate)
         if kept.host is not None:
             kept.host.put(host_key, eighths, intermediate)
