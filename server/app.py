@@ -16,6 +16,7 @@ from server.http.cors import CorsPolicy
 from server.http.gallery import Gallery, GalleryLinks
 from server.http.info import info_entry_maker
 from server.http.images import CacheControl, ImageHandler
+from server.http.hits import HitMemo
 from server.http.observe import Metrics, Observer
 from server.http.responses import entry_maker, entry_size
 from server.http.routes import build_app, reserved_segments
@@ -188,12 +189,18 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         # An upload holds a render slot from its first byte: as many as renders run and wait.
         renderer = UploadRenderer(thumbnails, capacity=settings.limits.render_workers + settings.limits.render_queue)
         uploads = UploadHandler(renderer, UploadLimits(settings.uploads.max_bytes, settings.uploads.read_timeout_s))
+    cors = CorsPolicy(settings.http.cors_origins)
+    # Repeated hits answered by the HTTP protocol (server/http/hits.py). Not with an access log:
+    # its line is written by the request's cycle (uvicorn's text log) or the Observer (json).
+    hits = None if settings.server.access_log else HitMemo(
+        thumbnails, originals, cors=cors if cors.enabled else None, metrics=metrics)
     images = ImageHandler(
         classifier=classifier,
         originals=originals,
         thumbnails=thumbnails,
         cache_control=cache_control,
-        cors=CorsPolicy(settings.http.cors_origins),
+        hits=hits,
+        cors=cors,
         info=info,
         gallery=gallery,
         uploads=uploads,
@@ -230,6 +237,7 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
                            access_log=settings.server.access_log == "json")
     _outside_fastapi(app)
     app.state.settings = settings
+    app.state.hits = hits  # found there by the HTTP protocol (server/http/protocol.py)
     app.state.thumbnails = thumbnails
     app.state.info = info
     app.state.gallery = gallery

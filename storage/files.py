@@ -69,6 +69,18 @@ class FileStore:
     def unchanged(self, source: Source, file: BinaryIO) -> bool:
         return holds(os.fstat(file.fileno()), source)
 
+    def still_names(self, source: Source) -> bool:
+        """One lstat of the path `resolve` found: the same device, inode, size, mtime and ctime.
+        A folder on the way swapped for a symlink leads the lstat elsewhere (another inode); a
+        permission change moves the ctime. A source with a fingerprint is a version whose bytes
+        were hashed, so an unchanged version keeps its identity."""
+        if source.path is None or source.stat is None or source.fingerprint is None:
+            return False
+        try:
+            return version_of(os.lstat(source.path)) == source.version
+        except (OSError, ValueError):
+            return False
+
 
 def resolve(root: Path | str, url_path: str, extensions: frozenset[str] | set[str] | tuple[str, ...]) -> Source:
     """Return the regular file that `url_path` names inside `root`, or raise `NotFound`.

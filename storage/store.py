@@ -41,6 +41,11 @@ class OriginalStore(Protocol):
         """Whether `file` (from `open`) still holds the version `source` names."""
         ...
 
+    def still_names(self, source: Source) -> bool:
+        """Whether `source`'s path still names exactly the version `source` is (a stat at most,
+        never a read): what a cache of answers checks before it answers again."""
+        ...
+
 
 class MemoryStore:
     """An `OriginalStore` over a dict of path -> bytes; `put` replaces a version."""
@@ -77,6 +82,10 @@ class MemoryStore:
         return io.BytesIO(self._current(source))
 
     def unchanged(self, source: Source, file: BinaryIO) -> bool:
+        found = self._files.get(source.relative)
+        return found is not None and (len(found[0]), found[1], found[2]) == source.identity
+
+    def still_names(self, source: Source) -> bool:
         found = self._files.get(source.relative)
         return found is not None and (len(found[0]), found[1], found[2]) == source.identity
 

@@ -16,6 +16,7 @@ from starlette.types import Message, Receive
 from server.http.cors import CorsPolicy
 from server.http.errors import MethodNotAllowed, response_for
 from server.http.gallery import Gallery
+from server.http.hits import HitMemo
 from server.http.info import respond_info
 from server.http.originals import respond_original
 from server.http.request import read_headers
@@ -48,8 +49,10 @@ class ImageHandler:
         info: InfoService[ThumbnailEntry] | None = None,
         gallery: Gallery | None = None,
         uploads: UploadHandler | None = None,
+        hits: HitMemo | None = None,
     ) -> None:
         self.classifier = classifier
+        self._hits = hits  # None: every hit goes through ASGI
         self._info = info
         self._gallery = gallery
         self._uploads = uploads  # None: uploads are off
@@ -100,7 +103,7 @@ class ImageHandler:
                 return await self._facts(url.path, headers)
             if url.kind in (FOLDER, VIEW):
                 return await self._page(scope, url, headers)
-            return await self._thumbnail(url.spec or "", url.path, headers, scope.get("thumbserver"))
+            return await self._thumbnail(url.spec or "", url.path, headers, scope)
         except Exception as error:  # noqa: BLE001 - every error is answered through the one table
             if (self._gallery is not None and isinstance(error, (NotFound, BadSignature))
                     and (isinstance(url, Exception) or url.kind == ORIGINAL)):
@@ -166,8 +169,9 @@ class ImageHandler:
                 continue  # replaced while being read: once more from a fresh stat
         raise SourceChanged(path)
 
-    async def _thumbnail(self, spec: str, path: str, headers: Mapping[str, str], facts: dict | None) -> Response:
+    async def _thumbnail(self, spec: str, path: str, headers: Mapping[str, str], scope: Mapping) -> Response:
         service = self._thumbnails
+        facts = scope.get("thumbserver")
         for _attempt in range(2):
             try:
                 plan = await service.plan(spec, path, headers.get("accept"))
@@ -175,6 +179,8 @@ class ImageHandler:
                 continue  # replaced while being hashed: once more from a fresh stat
             entry = service.cached(plan)
             if entry is not None:
+                if self._hits is not None:
+                    self._hits.remember(request_target(scope), headers, plan, entry)
                 response = entry.response(headers)
                 if facts is not None:
                     facts["cache"] = "304" if response.status_code == 304 else "memory"
@@ -194,6 +200,13 @@ class ImageHandler:
                 facts["cache"], facts["render_ms"] = outcome, render_ms
             return response
         raise SourceChanged(path)
+
+
+def request_target(scope: Mapping) -> bytes:
+    """The request target as the client sent it in origin form: raw path and query."""
+    query = scope.get("query_string")
+    raw = raw_path_of(scope)
+    return raw + b"?" + query if query else raw
 
 
 async def _no_body() -> Message:

@@ -66,6 +66,9 @@ class Metrics(ServiceEvents):
                                         buckets=RENDER_BUCKETS, registry=registry)
         self.lookups = Counter("thumbserver_cache_lookups_total", "Result lookups by tier and result.",
                                ("tier", "result"), registry=registry)
+        self.remembered_hits = Counter("thumbserver_remembered_hits_total",
+                                       "Thumbnail hits the HTTP protocol answered from a remembered response "
+                                       "(counted in thumbserver_requests_total too).", registry=registry)
         self.intermediates = Counter("thumbserver_intermediates_total",
                                      "Renders by how they got their decoded source: decoded or reused.",
                                      ("result",), registry=registry)
@@ -87,6 +90,7 @@ class Metrics(ServiceEvents):
         # of the multiprocess folder at each flush and summed over the files at each scrape.
         self._requests: dict[tuple[str, int], int] = {}
         self._lookups: dict[tuple[str, str], int] = {}
+        self._remembered = 0
         self._flush_handle: asyncio.TimerHandle | None = None
         self.durations = RequestDurations()
         if registry is not None:
@@ -98,9 +102,17 @@ class Metrics(ServiceEvents):
         self.durations.observe(kind, seconds)
         self._flush_soon()
 
+    def remembered_hit(self, status: int, seconds: float) -> None:
+        """A thumbnail hit answered by the protocol (server/http/hits.py)."""
+        self._remembered += 1
+        self.request("thumbnail", status, seconds)
+
     def flush(self) -> None:
         """Add the tallies to the metrics (and to the multiprocess files)."""
         self._flush_handle = None
+        if self._remembered:
+            self.remembered_hits.inc(self._remembered)
+            self._remembered = 0
         requests, self._requests = self._requests, {}
         lookups, self._lookups = self._lookups, {}
         for (kind, status), count in requests.items():

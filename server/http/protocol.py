@@ -27,6 +27,11 @@ cannot all be sent because the file ended early abort the connection (a reset, n
 response that looks complete). A page of the file that is not in the page cache is read by
 the kernel inside `sendfile`, on the loop's thread, as nginx's `sendfile on` does without
 `aio threads`: originals are expected to be hot or on local disks.
+
+Repeated thumbnail hits are answered here, before uvicorn builds a request cycle and a task
+for them, when the app keeps a `HitMemo` (`app.state.hits`; see server/http/hits.py for what
+is checked and which requests go the usual way): a GET or HEAD with no body, on a keep-alive
+HTTP/1.1 connection with nothing else in flight and a writable transport.
 """
 
 from __future__ import annotations
@@ -34,8 +39,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+
+from server.http.hits import Answer, HitMemo
 
 #: The ASGI extension (and message type) of a file body sent with sendfile.
 ZERO_COPY_SEND = "http.response.zerocopysend"
@@ -49,6 +57,9 @@ def _closing_error(status: int, reason: str) -> bytes:
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     ).encode() + body
 
+
+#: Request headers that announce a body, or a protocol switch: such requests go the usual way.
+_NOT_PLAIN = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
 
 _RESPONSE_408 = _closing_error(408, "Request Timeout")
 _RESPONSE_431 = _closing_error(431, "Request Header Fields Too Large")
@@ -72,6 +83,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_deadline = 0.0
         self._message_complete = True
         self._zero_copy = False
+        self._hits = _hits_of(self.app)
+        self._answer: Answer | None = None  # a remembered hit, written when its message completes
+        self._answer_started = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -103,6 +117,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False  # the head timer, when it fires, finds nothing to do
+        if self._hits is not None and self._remembered_hit():
+            return  # answered when the message completes (right away: it has no body)
         previous = self.cycle
         super().on_headers_complete()
         if self._zero_copy and self.cycle is not previous and type(self.cycle) is RequestResponseCycle:
@@ -111,7 +127,47 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._message_complete = True
+        answer = self._answer
+        if answer is not None:
+            self._answer = None
+            self._write_answer(answer)
+            return
         super().on_message_complete()
+
+    def _remembered_hit(self) -> bool:
+        """Whether this request is answered from the hit memo (then `_answer` holds the answer)."""
+        parser = self.parser
+        method = parser.get_method()
+        if method != b"GET" and method != b"HEAD":
+            return False
+        if parser.get_http_version() != "1.1" or not parser.should_keep_alive() or parser.should_upgrade():
+            return False
+        cycle = self.cycle
+        if self.pipeline or (cycle is not None and not cycle.response_complete) or self.flow.write_paused:
+            return False  # an earlier response is still going out, or the client is not reading
+        for name, _value in self.headers:
+            if name in _NOT_PLAIN:
+                return False
+        assert self._hits is not None
+        started = time.perf_counter()
+        answer = self._hits.answer(self.url, self.headers, head_only=method == b"HEAD")
+        if answer is None:
+            return False
+        self._answer, self._answer_started = answer, started
+        return True
+
+    def _write_answer(self, answer: Answer) -> None:
+        """Write a remembered hit as uvicorn's cycle would: status line, the server's default
+        headers (Date), the head, the body (none for HEAD); then finish as a response does."""
+        head = STATUS_LINE[answer.status] + _default_head(self.server_state.default_headers) + answer.head + b"\r\n"
+        if answer.body:
+            self.transport.writelines((head, answer.body))
+        else:
+            self.transport.write(head)
+        assert self._hits is not None
+        self._hits.answered(answer.status, time.perf_counter() - self._answer_started)
+        self._unset_keepalive_if_required()  # pipelined answers arm one keep-alive timer, not one each
+        self.on_response_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -153,6 +209,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # (between requests) is uvicorn's timeout_keep_alive's business, not ours.
         self.transport.write(_RESPONSE_408)
         self.transport.close()
+
+
+def _hits_of(app: object) -> HitMemo | None:
+    """The app's hit memo (`app.state.hits`), under any middleware uvicorn put around it."""
+    for _depth in range(8):
+        state = getattr(app, "state", None)
+        hits = getattr(state, "hits", None) if state is not None else None
+        if isinstance(hits, HitMemo):
+            return hits
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
+
+
+_defaults: tuple[list, bytes] = ([], b"")
+
+
+def _default_head(defaults: list[tuple[bytes, bytes]]) -> bytes:
+    """The server's default header lines, encoded once per new list (uvicorn makes one a second)."""
+    global _defaults
+    if _defaults[0] is not defaults:
+        _defaults = (defaults, b"".join(name + b": " + value + b"\r\n" for name, value in defaults))
+    return _defaults[1]
 
 
 class ZeroCopyCycle(RequestResponseCycle):

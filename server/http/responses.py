@@ -52,7 +52,7 @@ class EncodedResponse(Response):
         self.background = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class ThumbnailEntry:
     """What the memory tier keeps: the stored result and its complete, encoded 200 and 304 heads.
 
@@ -64,8 +64,14 @@ class ThumbnailEntry:
     head_200: Head
     head_304: Head
 
-    def response(self, request_headers: Mapping[str, str]) -> EncodedResponse:
+    def status_for(self, request_headers: Mapping[str, str]) -> int:
+        """304 when the request's validators match this entry, else 200."""
         if is_not_modified(request_headers, self.stored.etag, self.stored.source_mtime_ns / 1e9):
+            return 304
+        return 200
+
+    def response(self, request_headers: Mapping[str, str]) -> EncodedResponse:
+        if self.status_for(request_headers) == 304:
             return EncodedResponse(304, self.head_304)
         return EncodedResponse(200, self.head_200, self.stored.body)
 

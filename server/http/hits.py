@@ -1,0 +1,120 @@
+"""Repeated thumbnail hits answered whole by the HTTP protocol, before any ASGI machinery.
+
+A cache hit that goes through ASGI pays for uvicorn's request cycle (a scope, a task, the send
+coroutines), the Observer, the classifier, the path's resolution and the memory tier: about
+twice what a raw ASGI app returning fixed bytes costs. Yet a thumbnail URL answered from the
+memory tier gets the same answer again for as long as its source is the same file: the entry's
+200 or its 304, with the same CORS headers for the same `Origin`. So `HitMemo` remembers, per
+request target, `Accept` and `Origin` that a thumbnail was answered for, what that answer
+followed from (the plan and the memory entry) and the entry's heads with CORS applied, and the
+protocol answers a repeated request with:
+
+- the request headers read by the one reader (`read_headers`);
+- one `lstat`: the path still names the same version of the file (device, inode, size, mtime,
+  ctime), so the source's identity, the result key and the ETag are what they were;
+- the memory tier's lookup, the very one a hit through ASGI makes (counted the same, and it
+  keeps the entry's recency): the entry must still be the remembered one;
+- the conditional check of the entry (`ThumbnailEntry.status_for`, the same function);
+
+then writes the status line, the server's default headers (`Date`), the remembered head and the
+body, and counts the request in the same metrics. Everything else goes the usual way: another
+method, a request body, a pipelined request, a transport that is not writable, HTTP/1.0 or
+`Connection: close`, a target never answered from the memory tier, an entry evicted or
+replaced, a changed or missing file. The response never differs from the one the usual path
+gives, byte for byte (tests/e2e/test_fast_hits.py compares both).
+
+Bounds: at most `MAX_ENTRIES` targets, least recently used dropped first. A remembered entry is
+held weakly: the memo never keeps a thumbnail's bytes alive after the memory tier dropped them.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Mapping
+
+from cachetools import LRUCache
+
+from server.http.cors import CorsPolicy
+from server.http.observe import Metrics
+from server.http.request import read_headers
+from server.http.responses import EncodedResponse, ThumbnailEntry
+from server.thumbnails import Plan, ThumbnailService
+from storage import OriginalStore
+
+#: Request targets remembered; each costs its target, key and two heads (~1-2 KB).
+MAX_ENTRIES = 4096
+
+
+class Remembered:
+    __slots__ = ("plan", "entry", "version", "head_200", "head_304")
+
+    def __init__(self, plan: Plan, entry: ThumbnailEntry, head_200: bytes, head_304: bytes) -> None:
+        self.plan = plan
+        self.entry = weakref.ref(entry)
+        self.version = plan.source.version
+        self.head_200 = head_200
+        self.head_304 = head_304
+
+
+class Answer:
+    """A response to write as it is: `head` (header lines, no status line, no final blank line)
+    and `body`."""
+
+    __slots__ = ("status", "head", "body")
+
+    def __init__(self, status: int, head: bytes, body: bytes) -> None:
+        self.status = status
+        self.head = head
+        self.body = body
+
+
+class HitMemo:
+    def __init__(self, thumbnails: ThumbnailService, originals: OriginalStore, *, cors: CorsPolicy | None,
+                 metrics: Metrics | None, max_entries: int = MAX_ENTRIES) -> None:
+        self._metrics = metrics
+        self._thumbnails = thumbnails
+        self._originals = originals
+        self._cors = cors
+        self._remembered: LRUCache[tuple[bytes, str | None, str | None], Remembered] = LRUCache(maxsize=max_entries)
+
+    def __len__(self) -> int:
+        return len(self._remembered)
+
+    def remember(self, target: bytes, headers: Mapping[str, str], plan: Plan, entry: ThumbnailEntry) -> None:
+        """Note that a GET of `target` with `headers` was answered from `entry`, which the
+        memory tier holds for `plan`'s key."""
+        if plan.source.stat is None:
+            return  # a source without a local file has no one-stat check
+        self._remembered[(target, headers.get("accept"), headers.get("origin"))] = Remembered(
+            plan, entry, self._final_head(200, entry.head_200, headers), self._final_head(304, entry.head_304, headers)
+        )
+
+    def answer(self, target: bytes, raw_headers: Iterable[tuple[bytes, bytes]], *,
+               head_only: bool = False) -> Answer | None:
+        """The complete response to a GET (or with `head_only`, a HEAD) of `target`, or None:
+        answer it the usual way."""
+        headers = read_headers(raw_headers)
+        key = (target, headers.get("accept"), headers.get("origin"))
+        remembered = self._remembered.get(key)
+        if remembered is None:
+            return None
+        entry = remembered.entry()
+        plan = remembered.plan
+        if entry is None or not self._originals.still_names(plan.source) or self._thumbnails.cached(plan) is not entry:
+            del self._remembered[key]
+            return None
+        if entry.status_for(headers) == 304:
+            return Answer(304, remembered.head_304, b"")
+        return Answer(200, remembered.head_200, b"" if head_only else entry.stored.body)
+
+    def answered(self, status: int, seconds: float) -> None:
+        """Count an answer written by the protocol, as the Observer counts every other request."""
+        if self._metrics is not None:
+            self._metrics.remembered_hit(status, seconds)
+
+    def _final_head(self, status: int, head: list[tuple[bytes, bytes]], headers: Mapping[str, str]) -> bytes:
+        response = EncodedResponse(status, head)
+        if self._cors is not None:
+            response = self._cors.apply(response, headers)
+        return b"".join(name.lower() + b": " + value + b"\r\n" for name, value in response.raw_headers)
+
