@@ -5,15 +5,16 @@ coroutines), the Observer, the classifier, the path's resolution and the memory 
 twice what a raw ASGI app returning fixed bytes costs. Yet a thumbnail URL answered from the
 memory tier gets the same answer again for as long as its source is the same file: the entry's
 200 or its 304, with the same CORS headers for the same `Origin`. So `HitMemo` remembers, per
-request target, `Accept` and `Origin` that a thumbnail was answered for, what that answer
-followed from (the plan and the memory entry) and the entry's heads with CORS applied, and the
-protocol answers a repeated request with:
+request target, `Accept` and `Origin` that a thumbnail was answered for from memory (or with a
+304 while memory held nothing), what that answer followed from (the plan and the memory entry)
+and its heads with CORS applied, and the protocol answers a repeated request with:
 
 - the request headers read by the one reader (`read_headers`);
 - one `lstat`: the path still names the same version of the file (device, inode, size, mtime,
   ctime), so the source's identity, the result key and the ETag are what they were;
 - the memory tier's lookup, the very one a hit through ASGI makes (counted the same, and it
-  keeps the entry's recency): the entry must still be the remembered one;
+  keeps the entry's recency): the entry must still be the remembered one; with none, only a
+  304 is answered here, as the usual path answers it (`plan_not_modified`);
 - the conditional check of the entry (`ThumbnailEntry.status_for`, the same function);
 
 then writes the status line, the server's default headers (`Date`), the remembered head and the
@@ -37,7 +38,7 @@ from cachetools import LRUCache
 from server.http.cors import CorsPolicy
 from server.http.observe import Metrics
 from server.http.request import read_headers
-from server.http.responses import EncodedResponse, ThumbnailEntry
+from server.http.responses import EncodedResponse, Head, ThumbnailEntry, plan_not_modified
 from server.thumbnails import Plan, ThumbnailService
 from storage import OriginalStore
 
@@ -46,12 +47,14 @@ MAX_ENTRIES = 4096
 
 
 class Remembered:
-    __slots__ = ("plan", "entry", "version", "head_200", "head_304")
+    """What answered a target: the plan, the memory entry (held weakly; None when a 304 was
+    answered with no entry in memory) and the final heads."""
 
-    def __init__(self, plan: Plan, entry: ThumbnailEntry, head_200: bytes, head_304: bytes) -> None:
+    __slots__ = ("plan", "entry", "head_200", "head_304")
+
+    def __init__(self, plan: Plan, entry: ThumbnailEntry | None, head_200: bytes, head_304: bytes) -> None:
         self.plan = plan
-        self.entry = weakref.ref(entry)
-        self.version = plan.source.version
+        self.entry = weakref.ref(entry) if entry is not None else None
         self.head_200 = head_200
         self.head_304 = head_304
 
@@ -80,14 +83,16 @@ class HitMemo:
     def __len__(self) -> int:
         return len(self._remembered)
 
-    def remember(self, target: bytes, headers: Mapping[str, str], plan: Plan, entry: ThumbnailEntry) -> None:
-        """Note that a GET of `target` with `headers` was answered from `entry`, which the
-        memory tier holds for `plan`'s key."""
+    def remember(self, target: bytes, headers: Mapping[str, str], plan: Plan, entry: ThumbnailEntry | None,
+                 head_304: Head) -> None:
+        """Note that a request for `target` with `headers` was answered from `entry`, which the
+        memory tier holds for `plan`'s key, or (`entry` None) with a 304 of `head_304` while the
+        memory tier held nothing for it."""
         if plan.source.stat is None:
             return  # a source without a local file has no one-stat check
+        head_200 = self._final_head(200, entry.head_200, headers) if entry is not None else b""
         self._remembered[(target, headers.get("accept"), headers.get("origin"))] = Remembered(
-            plan, entry, self._final_head(200, entry.head_200, headers), self._final_head(304, entry.head_304, headers)
-        )
+            plan, entry, head_200, self._final_head(304, head_304, headers))
 
     def answer(self, target: bytes, raw_headers: Iterable[tuple[bytes, bytes]], *,
                head_only: bool = False) -> Answer | None:
@@ -98,21 +103,30 @@ class HitMemo:
         remembered = self._remembered.get(key)
         if remembered is None:
             return None
-        entry = remembered.entry()
         plan = remembered.plan
-        if entry is None or not self._originals.still_names(plan.source) or self._thumbnails.cached(plan) is not entry:
+        if not self._originals.still_names(plan.source):
             del self._remembered[key]
             return None
-        if entry.status_for(headers) == 304:
+        found = self._thumbnails.cached(plan)  # the lookup a hit through ASGI makes, counted alike
+        if found is None:
+            # As the usual path does with nothing in memory: a 304 from the validators alone, or
+            # (a render, a shared-tier read) the usual way.
+            if plan_not_modified(plan, headers):
+                return Answer(304, remembered.head_304, b"")
+            return None
+        if remembered.entry is None or found is not remembered.entry():
+            del self._remembered[key]  # another entry now: the usual path remembers it
+            return None
+        if found.status_for(headers) == 304:
             return Answer(304, remembered.head_304, b"")
-        return Answer(200, remembered.head_200, b"" if head_only else entry.stored.body)
+        return Answer(200, remembered.head_200, b"" if head_only else found.stored.body)
 
     def answered(self, status: int, seconds: float) -> None:
         """Count an answer written by the protocol, as the Observer counts every other request."""
         if self._metrics is not None:
             self._metrics.remembered_hit(status, seconds)
 
-    def _final_head(self, status: int, head: list[tuple[bytes, bytes]], headers: Mapping[str, str]) -> bytes:
+    def _final_head(self, status: int, head: Head, headers: Mapping[str, str]) -> bytes:
         response = EncodedResponse(status, head)
         if self._cors is not None:
             response = self._cors.apply(response, headers)

@@ -180,13 +180,15 @@ class ImageHandler:
             entry = service.cached(plan)
             if entry is not None:
                 if self._hits is not None:
-                    self._hits.remember(request_target(scope), headers, plan, entry)
+                    self._hits.remember(request_target(scope), headers, plan, entry, entry.head_304)
                 response = entry.response(headers)
                 if facts is not None:
                     facts["cache"] = "304" if response.status_code == 304 else "memory"
                 return response
             response = not_modified(plan, headers, self._cache_control.thumbnails)
             if response is not None:
+                if self._hits is not None:
+                    self._hits.remember(request_target(scope), headers, plan, None, response.raw_headers)
                 if facts is not None:
                     facts["cache"] = "304"
                 return response

@@ -84,9 +84,14 @@ def validators(plan: Plan, cache_control: str) -> dict[str, str]:
     return headers
 
 
+def plan_not_modified(plan: Plan, request_headers: Mapping[str, str]) -> bool:
+    """Whether the request's validators match the thumbnail `plan` names (no entry needed)."""
+    return is_not_modified(request_headers, plan.etag, plan.source.mtime)
+
+
 def not_modified(plan: Plan, request_headers: Mapping[str, str], cache_control: str) -> EncodedResponse | None:
     """The 304 for a thumbnail that is in no tier here, without any image work; else None."""
-    if not is_not_modified(request_headers, plan.etag, plan.source.mtime):
+    if not plan_not_modified(plan, request_headers):
         return None
     return EncodedResponse(304, encode_head(validators(plan, cache_control)))
 

@@ -182,3 +182,19 @@ def test_an_evicted_entry_is_not_kept_alive(tmp_path: Path, root: Path) -> None:
         again = exchange(server.port, request(THUMB))[0]
         assert without_date(again) == without_date(first)
         assert remembered(server) == 2  # the other's third request; this one went the usual way
+
+
+def test_revalidations_with_nothing_in_memory(tmp_path: Path, root: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("cache:\n  max_bytes: 1\n")  # memory tier off: the thumbnail lives in the disk tier
+    with LiveServer(config, root) as server:
+        etag = exchange(server.port, request(THUMB))[0][1][b"etag"].decode()
+        ask = f"If-None-Match: {etag}"
+        exchange(server.port, request(THUMB, ask))  # a 304 from the validators alone: remembered
+        usual, fast, changed = exchange(server.port, request(THUMB, ask, USUAL_WAY), request(THUMB, ask),
+                                        request(THUMB, 'If-None-Match: "other"'))
+        assert remembered(server) == 1
+        assert fast[0] == b"HTTP/1.1 304 Not Modified"
+        assert without_date(fast) == without_date(usual)
+        assert changed[0] == b"HTTP/1.1 200 OK"  # read from the disk tier, the usual way
+        assert Image.open(BytesIO(changed[2])).size == (200, 150)

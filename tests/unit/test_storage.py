@@ -121,3 +121,60 @@ class TestReadSource:
         (tree / "big.jpg").write_bytes(b"x" * 1000)
         source = resolve(tree, "big.jpg", EXTENSIONS)
         assert len(read_source(source, max_bytes=10, root=str(tree))) == 11
+
+
+
+def _identified(store, url_path: str):
+    import asyncio
+
+    return asyncio.run(store.identify(store.resolve(url_path)))
+
+
+class TestStillNames:
+    """`still_names`: whether a source's path still names that very version (the hit memo's check)."""
+
+    def test_file_store(self, tree: Path, tmp_path: Path) -> None:
+        from storage import FileStore
+
+        store = FileStore(tree, EXTENSIONS)
+        assert not store.still_names(store.resolve("a.jpg"))  # no fingerprint yet: nothing to vouch for
+        source = _identified(store, "a.jpg")
+        assert store.still_names(source)
+        # Other bytes of the same size and mtime, renamed into place: only the inode tells.
+        staged = tree / "staged"
+        staged.write_bytes(b"z")
+        before = (tree / "a.jpg").stat()
+        os.utime(staged, ns=(before.st_atime_ns, before.st_mtime_ns))
+        os.replace(staged, tree / "a.jpg")
+        assert not store.still_names(source)
+        source = _identified(store, "a.jpg")
+        os.chmod(tree / "a.jpg", 0o600)  # a permission change moves the ctime
+        assert not store.still_names(source)
+        source = _identified(store, "a.jpg")
+        (tree / "a.jpg").unlink()
+        assert not store.still_names(source)
+
+    def test_a_folder_swapped_for_a_symlink_elsewhere(self, tree: Path, tmp_path: Path) -> None:
+        from storage import FileStore
+
+        store = FileStore(tree, EXTENSIONS)
+        source = _identified(store, "sub/b.png")
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "b.png").write_bytes(b"b")
+        os.utime(outside / "b.png", ns=(source.stat.st_atime_ns, source.mtime_ns))
+        (tree / "sub").rename(tmp_path / "was-sub")
+        os.symlink(outside, tree / "sub")
+        assert not store.still_names(source)
+
+    def test_memory_store(self) -> None:
+        from storage import MemoryStore
+
+        store = MemoryStore(EXTENSIONS)
+        store.put("a.jpg", b"one")
+        source = store.resolve("a.jpg")
+        assert store.still_names(source)
+        store.put("a.jpg", b"two")
+        assert not store.still_names(source)
+        store.delete("a.jpg")
+        assert not store.still_names(source)
