@@ -35,6 +35,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 RENDER_NICE = 10  # server.thumbnails.pool.RenderPool's default `nice`
 REPO = BENCH_DIR.parent
 HIT_SPEC = "320x"
+# Hits and revalidations are measured with CORS and signed URLs on (issue 14: "with metrics,
+# CORS and signing on"), as a CDN's origin would run; metrics are on by default. A fixed
+# key and salt: the bench's own, signing nothing anyone serves.
+SECURED_SETTINGS = {
+    "http": {"cors_origins": ["*"]},
+    "security": {"keys": ["62656e63682d6b6579"], "salts": ["62656e63682d73616c74"]},
+}
 
 
 class TargetBroken(Exception):
@@ -110,6 +117,10 @@ class OurServer(HttpSubject):
     name, label = "ours", "thumbserver (ours)"
     hit_path = f"/thumb/{HIT_SPEC}/hit.jpg"
 
+    def __init__(self, env: Environment) -> None:
+        super().__init__(env)
+        self._signed: dict[str, str] = {}  # base URL -> the hit path signed for that server
+
     def install(self, debian: tools.Debian) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "server", "serve", "--help"],
@@ -155,11 +166,13 @@ class OurServer(HttpSubject):
         """One server for ``scenario``: ``tag`` names its config and log; the shared disk tier is
         ``disk_path`` (default: a fresh folder per tag), ``workers`` None means ``--workers``."""
         config = self.env.workdir / f"{self.name}-{tag}.yaml"
+        secured = scenario.request in ("hit", "revalidation")
         config.write_text(json.dumps({  # JSON is YAML
             "storage": {"root": str(self.env.corpus.root)},
             "cache": {"max_bytes": self.cache_bytes(scenario)},
             "thumbnails": {"auto_formats": []},
             "limits": {"render_workers": self.env.nproc},
+            **(SECURED_SETTINGS if secured else {}),
         }, indent=2))
         port = free_port()
         command = [sys.executable, "-m", "server", "serve", "--config", str(config),
@@ -176,9 +189,23 @@ class OurServer(HttpSubject):
         base = f"http://127.0.0.1:{port}"
         log = self.env.workdir / f"{self.name}-{tag}.log"
         # `python -m` puts the working directory first on sys.path: the checkout's own packages.
+        if secured:
+            self._signed[base] = self._sign(config, env, self.hit_path)
         with service(command, ready_url=f"{base}/healthz", log=log, env=env,
                      cwd=self.checkout) as child:
             yield Running(base, child.pid, log)
+
+    def hit_path_at(self, base_url: str) -> str:
+        """The hit thumbnail's path at the server of `base_url`: signed when it signs."""
+        return self._signed.get(base_url, self.hit_path)
+
+    def _sign(self, config: Path, env: dict[str, str], path: str) -> str:
+        """`path` signed by this checkout's own `sign` command, with the row's config."""
+        done = subprocess.run([sys.executable, "-m", "server", "sign", "--config", str(config), path],
+                              cwd=self.checkout, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise StartFailed(f"`python -m server sign` failed: {_tail(done.stderr)}")
+        return done.stdout.strip()
 
     def environment(self, *, shared: str, redis_url: str | None, disk_path: Path) -> dict[str, str]:
         """Settings only this checkout knows: the shared tier, its disk folder, its Redis, and the
@@ -195,11 +222,12 @@ class OurServer(HttpSubject):
             return _family(scenario, self.env, base_url)
         if scenario.cold:
             return _distinct(scenario, self.env, base_url, f"/thumb/{_spec(scenario.box)}")
+        hit_path = self.hit_path_at(base_url)
         if scenario.request == "hit":
-            _expect(base_url + self.hit_path, 200)  # renders it: the shared tier is warm after
-            return Target(path=self.hit_path)
+            _expect(base_url + hit_path, 200)  # renders it: the shared tier is warm after
+            return Target(path=hit_path)
         if scenario.request == "revalidation":
-            return _revalidating(base_url, self.hit_path)
+            return _revalidating(base_url, hit_path)
         if scenario.request == "original":
             return _static(base_url, "/original.jpg")
         raise KeyError(scenario.key)

@@ -377,7 +377,7 @@ def _fetch_hit_thumbnail(ours: OurServer) -> tuple[bytes | None, dict[str, str]]
     hit = next(scenario for scenario in SCENARIOS if scenario.key == "hit")
     try:
         with ours.serving(hit) as running:
-            answer = probe(running.base_url + ours.hit_path)
+            answer = probe(running.base_url + ours.hit_path_at(running.base_url))
     except (StartFailed, OSError):
         return None, {}
     return (answer.body, answer.headers) if answer.status == 200 else (None, {})
