@@ -150,7 +150,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 return False
         assert self._hits is not None
         started = time.perf_counter()
-        answer = self._hits.answer(self.url, self.headers, head_only=method == b"HEAD")
+        try:
+            answer = self._hits.answer(self.url, self.headers, head_only=method == b"HEAD")
+        except Exception:  # noqa: BLE001 - a fault here must cost the fast path, never the request
+            self.logger.exception("the hit memo failed; answering the usual way")
+            return False
         if answer is None:
             return False
         self._answer, self._answer_started = answer, started
