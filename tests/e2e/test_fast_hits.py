@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -16,6 +17,7 @@ from PIL import Image
 
 from tests.support import images
 from tests.support.live import LiveServer
+from tests.support.probe import LoggedServer
 
 ORIGIN = "https://pages.example"
 THUMB = "/thumb/200x150/photo.jpg"
@@ -198,3 +200,16 @@ def test_revalidations_with_nothing_in_memory(tmp_path: Path, root: Path) -> Non
         assert without_date(fast) == without_date(usual)
         assert changed[0] == b"HTTP/1.1 200 OK"  # read from the disk tier, the usual way
         assert Image.open(BytesIO(changed[2])).size == (200, 150)
+
+
+@pytest.mark.parametrize("log", ["json", "text"])
+def test_every_hit_is_logged_when_a_log_is_on(tmp_path: Path, root: Path, log: str) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"server:\n  access_log: {log}\n")
+    with LoggedServer(config, root, log=tmp_path / "server.log") as server:
+        answers = exchange(server.port, *[request(THUMB)] * 4)
+        assert [status for status, _head, _body in answers] == [b"HTTP/1.1 200 OK"] * 4
+        assert remembered(server) == 0
+        time.sleep(0.3)
+        output = server.log_text()
+    assert output.count(THUMB) == 4, output
