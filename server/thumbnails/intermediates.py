@@ -16,7 +16,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Hashable
+import time
+from collections.abc import Callable, Hashable
 
 from cachetools import LRUCache
 from PIL import Image
@@ -73,7 +74,19 @@ class HostIntermediates:
     written for, their length): a torn, foreign or stale file is a miss, never other pixels.
     Processes race only on eviction, where a file already gone is fine; the bound may be passed
     by the entries being written at that moment.
+
+    One decode per class per machine: a render process that misses an entry `claim`s it (a lock
+    file beside the entry, made with O_EXCL) and decodes; one that finds it claimed `await_entry`s
+    the entry instead of decoding too, as two server processes asked for one srcset at the same
+    moment do. The wait is bounded (then it decodes for itself), and a claim whose process has
+    died, or that is older than `STALE_CLAIM_S`, is taken over: nobody waits long on a lost one.
     """
+
+    #: A claim this old is lost whoever holds it (a decode takes well under a second; a pid may
+    #: be reused, or be another PID namespace's).
+    STALE_CLAIM_S = 10.0
+    #: How often a waiting process looks for the entry (first, then doubled up to the last).
+    POLL_S = (0.002, 0.02)
 
     #: Modes whose raw bytes alone rebuild the image (no palette, no info needed).
     MODES = frozenset({"RGB", "RGBA", "L", "LA"})
@@ -135,10 +148,101 @@ class HostIntermediates:
             with contextlib.suppress(OSError, UnboundLocalError):
                 os.unlink(temporary)
 
+    def get_or_decode(self, key: Hashable, eighths: int, decode: Callable[[], Intermediate], *,
+                      wait_s: float) -> tuple[Intermediate, bool]:
+        """`key`'s class `eighths` from this tier, else from `decode()` (then kept here): the
+        intermediate, and whether it was found (True) or decoded (False).
+
+        While another process decodes it, wait for its entry up to `wait_s` (a few times what the
+        decode should take), then decode here too: a slow or lost holder costs one more decode,
+        never a failed render. The bytes of the thumbnails are the same either way.
+        """
+        found = self.get(key, eighths)
+        if found is not None:
+            return found, True
+        claimed = self.claim(key, eighths)
+        if not claimed:
+            found = self.await_entry(key, eighths, wait_s)
+            if found is not None:
+                return found, True
+            claimed = self.claim(key, eighths)  # the holder gave up without an entry: decode once more
+        try:
+            intermediate = decode()
+            self.put(key, eighths, intermediate)
+        finally:
+            if claimed:
+                self.release(key, eighths)
+        return intermediate, False
+
+    def claim(self, key: Hashable, eighths: int) -> bool:
+        """Take the right to decode `key`'s class `eighths` for the machine: True when this process
+        holds it now (it then `put`s the entry, or not, and `release`s), False when a live process
+        already does. A lost claim (dead holder, or older than STALE_CLAIM_S) is taken over."""
+        lock = self._path(key, eighths) + ".lock"
+        for _ in range(2):  # the second try after removing a lost claim
+            try:
+                descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                if not self._claim_is_lost(lock):
+                    return False
+                with contextlib.suppress(OSError):
+                    os.unlink(lock)
+                continue
+            except OSError:
+                return True  # no lock can be made here: decode, as without the tier
+            with os.fdopen(descriptor, "w") as file:
+                file.write(str(os.getpid()))
+            return True
+        return False
+
+    def release(self, key: Hashable, eighths: int) -> None:
+        """End this process's claim (after its `put`, so waiters find the entry at once)."""
+        with contextlib.suppress(OSError):
+            os.unlink(self._path(key, eighths) + ".lock")
+
+    def await_entry(self, key: Hashable, eighths: int, timeout_s: float) -> Intermediate | None:
+        """The entry another process is decoding, once it is there; None when its claim ends
+        without one (the holder failed, or the entry was not kept), or after `timeout_s`: the
+        caller then decodes for itself."""
+        lock = self._path(key, eighths) + ".lock"
+        deadline = time.monotonic() + timeout_s
+        delay = self.POLL_S[0]
+        while True:
+            found = self.get(key, eighths)
+            if found is not None:
+                return found
+            if not os.path.exists(lock) or self._claim_is_lost(lock):
+                return self.get(key, eighths)  # put just before the release
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, self.POLL_S[1])
+
+    def _claim_is_lost(self, lock: str) -> bool:
+        try:
+            age = time.time() - os.stat(lock).st_mtime
+            with open(lock) as file:
+                pid = int(file.read() or 0)
+        except (OSError, ValueError):
+            return False  # gone (released) or being written: not lost
+        if age > self.STALE_CLAIM_S:
+            return True
+        if pid <= 0:
+            return age > 1.0  # created, its pid not yet written: lost only if it stays so
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass  # another user's process: alive
+        return False
+
     def _make_room(self, incoming: int) -> None:
         entries = []
         with os.scandir(self.folder) as found:
             for entry in found:
+                if entry.name.endswith(".lock"):
+                    continue  # a claim, not an entry: its holder removes it
                 with contextlib.suppress(OSError):
                     stat = entry.stat()
                     entries.append((stat.st_mtime_ns, stat.st_size, entry.path))
@@ -153,6 +257,13 @@ class HostIntermediates:
     def _path(self, key: Hashable, eighths: int) -> str:
         name = hashlib.blake2b(repr((key, eighths)).encode(), digest_size=16).hexdigest()
         return os.path.join(self.folder, name)
+
+
+def expected_decode_s(facts: SourceFacts) -> float:
+    """About what decoding `facts`' source takes on a loaded machine (from its stored pixels;
+    3-10 ns a pixel measured for a JPEG at 1/8..8/8: generous), at least 0.25 s."""
+    width, height = facts.stored_size
+    return max(0.25, width * height * 20e-9)
 
 
 def host_folder(namespace: str) -> str:

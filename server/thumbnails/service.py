@@ -303,8 +303,9 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     # Imported here: only render processes run this, and they have it preloaded.
     from server.imaging import animated_frames, animation_peak, plan_geometry
     from server.imaging.decode import decoding, open_source
-    from server.imaging.intermediate import class_size, decode_class, decode_intermediate, read_facts
+    from server.imaging.intermediate import Intermediate, class_size, decode_class, decode_intermediate, read_facts
     from server.imaging.pipeline import RENDERER_VERSION, render_animated, render_from
+    from server.thumbnails.intermediates import expected_decode_s
     from server.thumbnails.pool import announce_peak, worker_intermediates
 
     header = open_source(data, limits)
@@ -323,15 +324,19 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     kept = worker_intermediates() if keep_as is not None else None  # None: keep nothing
     # The machine's tier is keyed by how the class is decoded too (simplejpeg or Pillow's draft).
     host_key = (keep_as, facts.decoder, RENDERER_VERSION)
-    if kept is not None and kept.host is not None:
-        found = kept.host.get(host_key, eighths)
-        if found is not None:
-            kept.put(keep_as, facts, eighths, found)
-            return dataclasses.replace(render_from(found, request), reused=True)
-    with decoding():
-        intermediate = decode_intermediate(header, data, facts, eighths)
-    if kept is not None:
-        kept.put(keep_as, facts, eighths, intermediate)
-        if kept.host is not None:
-            kept.host.put(host_key, eighths, intermediate)
-    return render_from(intermediate, request)
+
+    def decode() -> Intermediate:
+        with decoding():
+            return decode_intermediate(header, data, facts, eighths)
+
+    if kept is None:
+        return render_from(decode(), request)
+    if kept.host is None:
+        intermediate, reused = decode(), False
+    else:
+        # While another render process (of this server process or another) decodes this class,
+        # wait for its entry rather than decode it again.
+        intermediate, reused = kept.host.get_or_decode(host_key, eighths, decode,
+                                                       wait_s=expected_decode_s(facts) * 4)
+    kept.put(keep_as, facts, eighths, intermediate)
+    return dataclasses.replace(render_from(intermediate, request), reused=reused)

@@ -3,7 +3,12 @@ same bytes; bounded; a torn or foreign file is a miss, never other pixels."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,9 @@ from server.imaging.decode import decoding, open_source
 from server.imaging.intermediate import decode_class, decode_intermediate, read_facts
 from server.imaging.pipeline import render_from, render_thumbnail
 from server.thumbnails.intermediates import HostIntermediates
+from server.thumbnails.pool import RenderPool
+from server.thumbnails.service import _read_and_render
+from storage import FileStore
 from tests.support import images
 
 LIMITS = SourceLimits(max_pixels=50_000_000, max_bytes=100 * 1024 * 1024)
@@ -109,3 +117,105 @@ class TestBound:
         host = HostIntermediates(str(tmp_path / "shm"), 1000)
         host.put(KEY, eighths, fresh)
         assert host.get(KEY, eighths) is None and os.listdir(host.folder) == []
+
+
+class TestOneDecodePerMachine:
+    """A class another process is decoding is waited for, not decoded again; a lost or failed
+    claim costs one more decode, never a failed render nor a long wait."""
+
+    @pytest.fixture
+    def fresh(self):
+        data = images.jpeg_bytes((800, 600), image=images.textured((800, 600)))
+        return intermediate_of(data, 100)
+
+    def test_waits_for_the_holders_entry(self, host: HostIntermediates, fresh) -> None:
+        intermediate, eighths = fresh
+        assert host.claim(KEY, eighths)  # this process decodes it
+        decodes: list[int] = []
+        outcome: list[tuple] = []
+        waiter = threading.Thread(target=lambda: outcome.append(
+            host.get_or_decode(KEY, eighths, lambda: decodes.append(1) or intermediate, wait_s=60)))
+        waiter.start()
+        time.sleep(0.05)  # let it find the claim (it would also be right if it came later)
+        host.put(KEY, eighths, intermediate)
+        host.release(KEY, eighths)
+        waiter.join()
+        (found, reused), = outcome
+        assert decodes == [] and reused is True
+        assert found.image.tobytes() == intermediate.image.tobytes()
+
+    def test_holder_without_an_entry_lets_one_waiter_decode(self, host: HostIntermediates, fresh) -> None:
+        intermediate, eighths = fresh
+        assert host.claim(KEY, eighths)
+        assert not host.claim(KEY, eighths)  # held by a live process (this one)
+        decodes: list[int] = []
+        outcome: list[tuple] = []
+        waiter = threading.Thread(target=lambda: outcome.append(
+            host.get_or_decode(KEY, eighths, lambda: decodes.append(1) or intermediate, wait_s=60)))
+        waiter.start()
+        time.sleep(0.05)
+        host.release(KEY, eighths)  # gave up (an entry too large, a failed decode)
+        waiter.join()
+        assert decodes == [1] and outcome[0][1] is False
+        assert host.get(KEY, eighths) is not None  # the waiter kept what it decoded
+        assert not os.path.exists(host._path(KEY, eighths) + ".lock")
+
+    def test_dead_holders_claim_is_taken_over(self, host: HostIntermediates, fresh) -> None:
+        intermediate, eighths = fresh
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        Path(host._path(KEY, eighths) + ".lock").write_text(str(dead.pid))
+        decodes: list[int] = []
+        found, reused = host.get_or_decode(KEY, eighths, lambda: decodes.append(1) or intermediate, wait_s=600)
+        assert decodes == [1] and reused is False and found is intermediate
+        assert not os.path.exists(host._path(KEY, eighths) + ".lock")
+
+    def test_old_claim_is_taken_over(self, host: HostIntermediates, fresh) -> None:
+        intermediate, eighths = fresh
+        lock = Path(host._path(KEY, eighths) + ".lock")
+        lock.write_text(str(os.getpid()))  # alive, but long past any decode
+        past = time.time() - HostIntermediates.STALE_CLAIM_S - 5
+        os.utime(lock, (past, past))
+        assert host.claim(KEY, eighths)
+
+    def test_slow_holder_past_the_wait_costs_one_decode(self, host: HostIntermediates, fresh) -> None:
+        intermediate, eighths = fresh
+        assert host.claim(KEY, eighths)
+        decodes: list[int] = []
+        found, reused = host.get_or_decode(KEY, eighths, lambda: decodes.append(1) or intermediate, wait_s=0.05)
+        assert decodes == [1] and reused is False
+        assert os.path.exists(host._path(KEY, eighths) + ".lock")  # still the holder's
+
+    def test_claims_are_not_evicted_as_entries(self, tmp_path: Path, fresh) -> None:
+        intermediate, eighths = fresh
+        host = HostIntermediates(str(tmp_path / "shm"), intermediate.image.width * intermediate.image.height * 3 + 500)
+        assert host.claim(("other",), 1)
+        for n in range(3):
+            host.put(("k", n), eighths, intermediate)
+        assert os.path.exists(host._path(("other",), 1) + ".lock")
+
+
+class TestTwoRenderPools:
+    """Render processes of two pools (two server processes) asked for one class at once: one decode."""
+
+    async def test_one_decode_across_pools(self, tmp_path: Path) -> None:
+        root = tmp_path / "images"
+        images.write(root / "photo.jpg", images.jpeg_bytes((2400, 1600), image=images.textured((2400, 1600))))
+        store = FileStore(root.resolve(), ("jpg",))
+        source = store.resolve("photo.jpg")
+        shared = (str(tmp_path / "shm"), 64 << 20)
+        pools = [RenderPool(workers=2, queue=8, timeout_s=30.0, intermediate_bytes=64 << 20,
+                            host_intermediates=shared) for _ in range(2)]
+        try:
+            # 160..300 px: all from the 1/8 class; each pool gets each width in both formats.
+            requests = [RenderRequest(width=width, height=None, fit="contain", format=output, quality=None)
+                        for width in (160, 300) for output in ("jpeg", "webp")]
+            results = await asyncio.gather(*(pool.run(_read_and_render, store, source, request, LIMITS)
+                                             for request in requests for pool in pools))
+        finally:
+            for pool in pools:
+                pool.shutdown()
+        assert [result.reused for result in results].count(False) == 1
+        data = await asyncio.to_thread(Path(root / "photo.jpg").read_bytes)
+        for request, result in zip([r for r in requests for _ in pools], results, strict=True):
+            assert result.data == render_thumbnail(data, request, limits=LIMITS).data
