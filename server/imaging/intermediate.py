@@ -20,7 +20,8 @@ Classes are M/8 of the stored size, M in 1..8 (libjpeg-turbo scales in the DCT d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from PIL import Image, JpegImagePlugin
@@ -32,9 +33,9 @@ except ImportError:  # a declared dependency; without it every JPEG takes Pillow
 
 from server.imaging.decode import read_orientation, webp_is_lossless
 from server.imaging.encode import EncoderSettings, choose_format, encode
-from server.imaging.geometry import Box, decode_size, displayed_size, plan_geometry
+from server.imaging.geometry import Box, Geometry, decode_size, displayed_size, plan_geometry
 from server.formats import format_for_decoder
-from server.imaging.steps import Effects, crop_focus, finish_frame, normalize_mode, orient, strip_metadata
+from server.imaging.steps import Effects, crop_focus, finish_resized, normalize_mode, orient, resize, strip_metadata
 
 #: How an intermediate is decoded (SourceFacts.decoder).
 SCALED, DRAFT, FULL = "scaled", "draft", "full"
@@ -65,6 +66,8 @@ class Intermediate:
     """A source decoded at one class: upright, in a mode every step handles, metadata stripped.
 
     Never modified once made (the steps after it make new images), so one may serve many renders.
+    It remembers its last resizes (`resized`, at most RESIZED_BYTES): a srcset asks each width in
+    two formats, which start from the same resized pixels, so the second skips the resize.
     """
 
     image: Image.Image
@@ -72,12 +75,38 @@ class Intermediate:
     source_format: str | None  # Pillow's name ("JPEG", "PNG"…)
     icc_profile: bytes | None
     lossless_webp: bool
+    _resized: OrderedDict[Geometry, Image.Image] = field(default_factory=OrderedDict, repr=False)
+
+    #: The resized images one intermediate keeps: a 1280 px and a 960 px one of a 3:2 photo.
+    RESIZED_BYTES = 8 * 1024 * 1024
 
     @property
     def nbytes(self) -> int:
-        """The pixels' bytes in Pillow's memory (what a memory tier counts): Pillow keeps one byte
-        a pixel for L, four for LA, RGB and RGBA."""
-        return self.image.width * self.image.height * (1 if self.image.mode == "L" else 4)
+        """The pixels' bytes in Pillow's memory: Pillow keeps one byte a pixel for L, four for LA,
+        RGB and RGBA."""
+        return _pixel_bytes(self.image)
+
+    @property
+    def kept_bytes(self) -> int:
+        """What keeping it holds (what a memory tier counts): its pixels and its kept resizes."""
+        return self.nbytes + sum(_pixel_bytes(image) for image in self._resized.values())
+
+    def resized(self, geometry: Geometry) -> Image.Image:
+        """The `resize` step to `geometry`, done once: the same pixels every time (never modify them)."""
+        found = self._resized.get(geometry)
+        if found is not None:
+            self._resized.move_to_end(geometry)
+            return found
+        image = resize(self.image, geometry, self.source_size)
+        if image is not self.image and _pixel_bytes(image) <= self.RESIZED_BYTES:
+            self._resized[geometry] = image
+            while sum(_pixel_bytes(kept) for kept in self._resized.values()) > self.RESIZED_BYTES:
+                self._resized.popitem(last=False)
+        return image
+
+
+def _pixel_bytes(image: Image.Image) -> int:
+    return image.width * image.height * (1 if image.mode == "L" else 4)
 
 
 def read_facts(header: Image.Image) -> SourceFacts:
@@ -203,7 +232,7 @@ def thumbnail_from(intermediate: Intermediate, box: Box, *, output: str | None, 
     if effects.smart or effects.focus is not None:
         geometry = plan_geometry(*source_size, box, crop_focus(pixels, geometry, source_size, effects))
     output_format = choose_format(output, intermediate.source_format, pixels.mode)
-    thumbnail = finish_frame(pixels, geometry, source_size, effects, output_format)
+    thumbnail = finish_resized(intermediate.resized(geometry), geometry, effects, output_format)
     data = encode(
         thumbnail,
         output_format,

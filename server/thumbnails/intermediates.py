@@ -37,7 +37,7 @@ class IntermediateCache:
         self.max_bytes = max_bytes
         self.host = host  # the machine's tier, or None
         self._images: LRUCache[tuple[SourceKey, int], Intermediate] = LRUCache(
-            maxsize=max(1, max_bytes), getsizeof=lambda found: found.nbytes
+            maxsize=max(1, max_bytes), getsizeof=lambda found: found.kept_bytes
         )
         self._facts: LRUCache[SourceKey, SourceFacts] = LRUCache(maxsize=MAX_FACTS)
 
@@ -48,8 +48,11 @@ class IntermediateCache:
         return self._images.get((source, eighths))
 
     def put(self, source: SourceKey, facts: SourceFacts, eighths: int, intermediate: Intermediate) -> None:
+        """Keep `intermediate`; put it again after a render from it, to count the resizes it
+        has kept since (`Intermediate.kept_bytes`)."""
         self._facts[source] = facts
-        if self.max_bytes <= 0 or intermediate.nbytes > self.max_bytes:
+        if self.max_bytes <= 0 or intermediate.kept_bytes > self.max_bytes:
+            self._images.pop((source, eighths), None)
             return
         self._images[(source, eighths)] = intermediate
 

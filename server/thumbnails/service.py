@@ -280,10 +280,13 @@ def _read_and_render(originals: OriginalStore, source: Source, request: RenderRe
     key = source_key(source)
     facts = kept.facts(key) if kept is not None else None
     if kept is not None and facts is not None and not facts.may_animate:
-        found = kept.get(key, decode_class(facts, request.box))
+        found_class = decode_class(facts, request.box)
+        found = kept.get(key, found_class)
         if found is not None:
             announce_peak(found.nbytes * 2)  # the resized copy and its flattened one, at most
-            return dataclasses.replace(render_from(found, request), reused=True)
+            rendered = render_from(found, request)
+            kept.put(key, facts, found_class, found)  # counted again with the resize it kept
+            return dataclasses.replace(rendered, reused=True)
     data = originals.read(source, max_bytes=limits.max_bytes)
     return render_in_budget(data, request, limits, keep_as=key if kept is not None else None)
 
@@ -338,5 +341,6 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
         # wait for its entry rather than decode it again.
         intermediate, reused = kept.host.get_or_decode(host_key, eighths, decode,
                                                        wait_s=expected_decode_s(facts) * 4)
-    kept.put(keep_as, facts, eighths, intermediate)
-    return dataclasses.replace(render_from(intermediate, request), reused=reused)
+    rendered = render_from(intermediate, request)
+    kept.put(keep_as, facts, eighths, intermediate)  # after the render: with the resize it keeps
+    return dataclasses.replace(rendered, reused=reused)
