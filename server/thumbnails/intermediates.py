@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable
 from cachetools import LRUCache
 from PIL import Image
 
-from server.imaging.intermediate import Intermediate, SourceFacts
+from server.imaging.intermediate import Intermediate, SourceFacts, class_size
 
 SourceKey = tuple[str, int, int, str | None]  # relative path, size, mtime_ns, fingerprint
 #: Facts are a few dozen bytes each; kept for more sources than intermediates fit.
@@ -152,26 +152,42 @@ class HostIntermediates:
                 os.unlink(temporary)
 
     def get_or_decode(self, key: Hashable, eighths: int, decode: Callable[[], Intermediate], *,
-                      wait_s: float) -> tuple[Intermediate, bool]:
-        """`key`'s class `eighths` from this tier, else from `decode()` (then kept here): the
-        intermediate, and whether it was found (True) or decoded (False).
+                      wait_s: float, keep: bool) -> tuple[Intermediate, bool]:
+        """`key`'s class `eighths` from this tier, else from `decode()`: the intermediate, and
+        whether it was found (True) or decoded (False).
 
         While another process decodes it, wait for its entry up to `wait_s` (a few times what the
         decode should take), then decode here too: a slow or lost holder costs one more decode,
         never a failed render. The bytes of the thumbnails are the same either way.
+
+        What this process decodes is written for the others when `keep` (see `worth_sharing`),
+        or when another process waited for it, or this one waited for another's (the class is
+        asked by several at once).
         """
-        found = self.get(key, eighths)
-        if found is not None:
-            return found, True
-        claimed = self.claim(key, eighths)
-        if not claimed:
-            found = self.await_entry(key, eighths, wait_s)
+        deadline = time.monotonic() + wait_s
+        shared = False  # another process decodes it too
+        while True:
+            found = self.get(key, eighths)
             if found is not None:
                 return found, True
-            claimed = self.claim(key, eighths)  # the holder gave up without an entry: decode once more
+            claimed = self.claim(key, eighths)
+            if claimed:
+                found = self.get(key, eighths)  # written and released between the get and the claim
+                if found is None:
+                    break
+                self.release(key, eighths)
+                return found, True
+            shared = True
+            found = self.await_entry(key, eighths, deadline - time.monotonic())
+            if found is not None:
+                return found, True
+            if time.monotonic() >= deadline:
+                break  # the holder is slow: decode here too
+            # The holder gave up without an entry: claim it again (one of the waiters will).
         try:
             intermediate = decode()
-            self.put(key, eighths, intermediate)
+            if keep or shared or (claimed and self._wanted(key, eighths)):
+                self.put(key, eighths, intermediate)
         finally:
             if claimed:
                 self.release(key, eighths)
@@ -208,6 +224,12 @@ class HostIntermediates:
         without one (the holder failed, or the entry was not kept), or after `timeout_s`: the
         caller then decodes for itself."""
         lock = self._path(key, eighths) + ".lock"
+        with contextlib.suppress(OSError):  # not created: a claim already released is not marked
+            descriptor = os.open(lock, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(descriptor, b"+")  # wanted: the holder writes its entry for us
+            finally:
+                os.close(descriptor)
         deadline = time.monotonic() + timeout_s
         delay = self.POLL_S[0]
         while True:
@@ -221,11 +243,19 @@ class HostIntermediates:
             time.sleep(delay)
             delay = min(delay * 2, self.POLL_S[1])
 
+    def _wanted(self, key: Hashable, eighths: int) -> bool:
+        """Whether a process waits for this process's claim of the entry (it marked the claim)."""
+        try:
+            with open(self._path(key, eighths) + ".lock", "rb") as file:
+                return b"+" in file.read()
+        except OSError:
+            return False
+
     def _claim_is_lost(self, lock: str) -> bool:
         try:
             age = time.time() - os.stat(lock).st_mtime
             with open(lock) as file:
-                pid = int(file.read() or 0)
+                pid = int(file.read().rstrip("+") or 0)
         except (OSError, ValueError):
             return False  # gone (released) or being written: not lost
         if age > self.STALE_CLAIM_S:
@@ -260,6 +290,23 @@ class HostIntermediates:
     def _path(self, key: Hashable, eighths: int) -> str:
         name = hashlib.blake2b(repr((key, eighths)).encode(), digest_size=16).hexdigest()
         return os.path.join(self.folder, name)
+
+
+def worth_sharing(facts: SourceFacts, eighths: int, *, seen: bool) -> bool:
+    """Whether to write a class just decoded to the machine's tier though nobody waits for it.
+
+    Writing costs 1.5-4.5 ms of CPU a megabyte of pixels (new tmpfs pages, their copy, the
+    folder's scan): about a fifth of a cold 2 MP render (a 3/8 decode of 11 ms), which a source
+    asked once never repays; a 24 MP source's 1/8 or 2/8 decode costs 60-100 ms, so its write
+    pays when one other process in twenty asks for it. Written: a source this process has
+    rendered before (`seen`: a srcset in progress), or a class with 16 times fewer pixels than
+    the source (at most 2/8 of a scaled JPEG).
+    """
+    if seen:
+        return True
+    width, height = facts.stored_size
+    class_width, class_height = class_size(facts, eighths)
+    return width * height >= 16 * class_width * class_height
 
 
 def expected_decode_s(facts: SourceFacts) -> float:

@@ -308,7 +308,7 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     from server.imaging.decode import decoding, open_source
     from server.imaging.intermediate import Intermediate, class_size, decode_class, decode_intermediate, read_facts
     from server.imaging.pipeline import RENDERER_VERSION, render_animated, render_from
-    from server.thumbnails.intermediates import expected_decode_s
+    from server.thumbnails.intermediates import expected_decode_s, worth_sharing
     from server.thumbnails.pool import announce_peak, worker_intermediates
 
     header = open_source(data, limits)
@@ -339,8 +339,9 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     else:
         # While another render process (of this server process or another) decodes this class,
         # wait for its entry rather than decode it again.
-        intermediate, reused = kept.host.get_or_decode(host_key, eighths, decode,
-                                                       wait_s=expected_decode_s(facts) * 4)
+        keep = worth_sharing(facts, eighths, seen=kept.facts(keep_as) is not None)
+        intermediate, reused = kept.host.get_or_decode(host_key, eighths, decode, wait_s=expected_decode_s(facts) * 4,
+                                                       keep=keep)
     rendered = render_from(intermediate, request)
     kept.put(keep_as, facts, eighths, intermediate)  # after the render: with the resize it keeps
     return dataclasses.replace(rendered, reused=reused)
