@@ -21,6 +21,7 @@ Classes are M/8 of the stored size, M in 1..8 (libjpeg-turbo scales in the DCT d
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -91,18 +92,33 @@ class Intermediate:
         """What keeping it holds (what a memory tier counts): its pixels and its kept resizes."""
         return self.nbytes + sum(_pixel_bytes(image) for image in self._resized.values())
 
-    def resized(self, geometry: Geometry) -> Image.Image:
-        """The `resize` step to `geometry`, done once: the same pixels every time (never modify them)."""
+    def resized(self, geometry: Geometry, share: ShareResize | None = None) -> Image.Image:
+        """The `resize` step to `geometry`, done once: the same pixels every time (never modify
+        them). `share(geometry, make)`, when given, returns what `make()` returns, or the same
+        pixels made by another process (the machine's tier)."""
         found = self._resized.get(geometry)
         if found is not None:
             self._resized.move_to_end(geometry)
             return found
-        image = resize(self.image, geometry, self.source_size)
+        if share is None or self._resizes_nothing(geometry):
+            image = resize(self.image, geometry, self.source_size)
+        else:
+            image = share(geometry, lambda: resize(self.image, geometry, self.source_size))
         if image is not self.image and _pixel_bytes(image) <= self.RESIZED_BYTES:
             self._resized[geometry] = image
             while sum(_pixel_bytes(kept) for kept in self._resized.values()) > self.RESIZED_BYTES:
                 self._resized.popitem(last=False)
         return image
+
+
+    def _resizes_nothing(self, geometry: Geometry) -> bool:
+        crop = geometry.crop or (0, 0, *self.source_size)
+        return self.image.size == self.source_size and (crop[2] - crop[0], crop[3] - crop[1]) == (
+            geometry.width, geometry.height)
+
+
+#: `share(geometry, make)`: `make()`'s image, or the same pixels another process made.
+ShareResize = Callable[[Geometry, Callable[[], Image.Image]], Image.Image]
 
 
 def _pixel_bytes(image: Image.Image) -> int:
@@ -219,12 +235,14 @@ def _decode_scaled(header: Image.Image, source: bytes, facts: SourceFacts, eight
 
 
 def thumbnail_from(intermediate: Intermediate, box: Box, *, output: str | None, quality: int | None,
-                   settings: EncoderSettings, effects: Effects = Effects()) -> tuple[bytes, str, Image.Image]:
+                   settings: EncoderSettings, effects: Effects = Effects(),
+                   share: ShareResize | None = None) -> tuple[bytes, str, Image.Image]:
     """The encoded thumbnail in `box` cut from `intermediate`: (bytes, format, image encoded).
 
     `output` None means the source's family; `quality` None the settings' default for the format.
     A smart crop reads the intermediate's pixels, which depend only on the source and the class:
-    the crop, like the rest, is the same whether the intermediate was kept or fresh.
+    the crop, like the rest, is the same whether the intermediate was kept or fresh. `share`: see
+    `Intermediate.resized`.
     """
     pixels = intermediate.image
     source_size = intermediate.source_size
@@ -232,7 +250,7 @@ def thumbnail_from(intermediate: Intermediate, box: Box, *, output: str | None, 
     if effects.smart or effects.focus is not None:
         geometry = plan_geometry(*source_size, box, crop_focus(pixels, geometry, source_size, effects))
     output_format = choose_format(output, intermediate.source_format, pixels.mode)
-    thumbnail = finish_resized(intermediate.resized(geometry), geometry, effects, output_format)
+    thumbnail = finish_resized(intermediate.resized(geometry, share), geometry, effects, output_format)
     data = encode(
         thumbnail,
         output_format,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -22,7 +23,9 @@ from collections.abc import Callable, Hashable
 from cachetools import LRUCache
 from PIL import Image, ImageFile
 
-from server.imaging.intermediate import Intermediate, SourceFacts, class_size
+from server.imaging.geometry import Geometry
+from server.imaging.intermediate import Intermediate, ShareResize, SourceFacts, class_size
+from server.imaging.pipeline import RENDERER_VERSION
 
 SourceKey = tuple[str, int, int, str | None]  # relative path, size, mtime_ns, fingerprint
 #: Facts are a few dozen bytes each; kept for more sources than intermediates fit.
@@ -55,6 +58,13 @@ class IntermediateCache:
             self._images.pop((source, eighths), None)
             return
         self._images[(source, eighths)] = intermediate
+
+    def resize_sharer(self, source: SourceKey, facts: SourceFacts, eighths: int) -> ShareResize | None:
+        """How renders from `source`'s class `eighths` share their resizes with other processes
+        (`Intermediate.resized`); None without the machine's tier."""
+        if self.host is None:
+            return None
+        return functools.partial(self.host.resize_once, host_key(source, facts), eighths)
 
     @property
     def nbytes(self) -> int:
@@ -90,6 +100,8 @@ class HostIntermediates:
     STALE_CLAIM_S = 10.0
     #: How often a waiting process looks for the entry (first, then doubled up to the last).
     POLL_S = (0.002, 0.02)
+    #: How long to wait for another process's resize (one takes 3-40 ms) before resizing here.
+    RESIZE_WAIT_S = 0.5
     #: How old this process's knowledge of the folder's bytes may be before it scans it again.
     RESCAN_S = 1.0
 
@@ -199,6 +211,18 @@ class HostIntermediates:
                 self.release(key, eighths)
         return intermediate, False
 
+    def resize_once(self, key: Hashable, eighths: int, geometry: Geometry, make: Callable[[], Image.Image]) -> Image.Image:
+        """`make()`, the resize of `key`'s class `eighths` to `geometry`, or the same pixels from
+        another process that makes it at this moment (the JPEG and the WebP of one width, asked
+        at once of two server processes): kept here only while someone waits for it."""
+        def as_entry() -> Intermediate:
+            return Intermediate(image=make(), source_size=(0, 0), source_format=None, icc_profile=None,
+                                lossless_webp=False)
+
+        found, _ = self.get_or_decode((key, "resized", tuple(geometry)), eighths, as_entry,
+                                      wait_s=self.RESIZE_WAIT_S, keep=False)
+        return found.image
+
     def claim(self, key: Hashable, eighths: int) -> bool:
         """Take the right to decode `key`'s class `eighths` for the machine: True when this process
         holds it now (it then `put`s the entry, or not, and `release`s), False when a live process
@@ -307,6 +331,12 @@ class HostIntermediates:
     def _path(self, key: Hashable, eighths: int) -> str:
         name = hashlib.blake2b(repr((key, eighths)).encode(), digest_size=16).hexdigest()
         return os.path.join(self.folder, name)
+
+
+def host_key(source: SourceKey, facts: SourceFacts) -> Hashable:
+    """A class's key in the machine's tier: the source, and how it is decoded (simplejpeg or
+    Pillow's draft) by which renderer."""
+    return (source, facts.decoder, RENDERER_VERSION)
 
 
 def worth_sharing(facts: SourceFacts, eighths: int, *, seen: bool) -> bool:

@@ -284,7 +284,7 @@ def _read_and_render(originals: OriginalStore, source: Source, request: RenderRe
         found = kept.get(key, found_class)
         if found is not None:
             announce_peak(found.nbytes * 2)  # the resized copy and its flattened one, at most
-            rendered = render_from(found, request)
+            rendered = render_from(found, request, share=kept.resize_sharer(key, facts, found_class))
             kept.put(key, facts, found_class, found)  # counted again with the resize it kept
             return dataclasses.replace(rendered, reused=True)
     data = originals.read(source, max_bytes=limits.max_bytes)
@@ -307,8 +307,8 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     from server.imaging import animated_frames, animation_peak, plan_geometry
     from server.imaging.decode import decoding, open_source
     from server.imaging.intermediate import Intermediate, class_size, decode_class, decode_intermediate, read_facts
-    from server.imaging.pipeline import RENDERER_VERSION, render_animated, render_from
-    from server.thumbnails.intermediates import expected_decode_s, worth_sharing
+    from server.imaging.pipeline import render_animated, render_from
+    from server.thumbnails.intermediates import expected_decode_s, host_key, worth_sharing
     from server.thumbnails.pool import announce_peak, worker_intermediates
 
     header = open_source(data, limits)
@@ -325,8 +325,6 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     width, height = class_size(facts, eighths)
     announce_peak(width * height * 4 * 3 + len(data))
     kept = worker_intermediates() if keep_as is not None else None  # None: keep nothing
-    # The machine's tier is keyed by how the class is decoded too (simplejpeg or Pillow's draft).
-    host_key = (keep_as, facts.decoder, RENDERER_VERSION)
 
     def decode() -> Intermediate:
         with decoding():
@@ -340,8 +338,8 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
         # While another render process (of this server process or another) decodes this class,
         # wait for its entry rather than decode it again.
         keep = worth_sharing(facts, eighths, seen=kept.facts(keep_as) is not None)
-        intermediate, reused = kept.host.get_or_decode(host_key, eighths, decode, wait_s=expected_decode_s(facts) * 4,
-                                                       keep=keep)
-    rendered = render_from(intermediate, request)
+        intermediate, reused = kept.host.get_or_decode(host_key(keep_as, facts), eighths, decode,
+                                                       wait_s=expected_decode_s(facts) * 4, keep=keep)
+    rendered = render_from(intermediate, request, share=kept.resize_sharer(keep_as, facts, eighths))
     kept.put(keep_as, facts, eighths, intermediate)  # after the render: with the resize it keeps
     return dataclasses.replace(rendered, reused=reused)

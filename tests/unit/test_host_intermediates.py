@@ -313,3 +313,51 @@ class TestTwoRenderPools:
         data = await asyncio.to_thread(Path(root / "photo.jpg").read_bytes)
         for request, result in zip([r for r in requests for _ in pools], results, strict=True):
             assert result.data == render_thumbnail(data, request, limits=LIMITS).data
+
+
+class TestResizeOnce:
+    """A resize another process is making at this moment is waited for, not made again; its
+    pixels are the ones a fresh resize gives."""
+
+    def test_second_process_takes_the_first_ones_pixels(self, host: HostIntermediates, fresh) -> None:
+        from server.imaging.geometry import Box, plan_geometry
+        from server.imaging.steps import resize
+
+        intermediate, eighths = fresh
+        geometry = plan_geometry(*intermediate.source_size, Box(90, None, "contain"))
+        expected = resize(intermediate.image, geometry, intermediate.source_size)
+        making = threading.Event()
+        proceed = threading.Event()
+
+        def slow_make():
+            making.set()
+            proceed.wait(60)
+            return resize(intermediate.image, geometry, intermediate.source_size)
+
+        results: dict[str, object] = {}
+        first = threading.Thread(target=lambda: results.__setitem__(
+            "first", host.resize_once(KEY, eighths, geometry, slow_make)))
+        first.start()
+        making.wait(60)
+        other = HostIntermediates(host.folder, host.max_bytes)  # as another render process sees it
+        second = threading.Thread(target=lambda: results.__setitem__(
+            "second", other.resize_once(KEY, eighths, geometry, lambda: pytest.fail("resized twice"))))
+        second.start()
+        lock = Path(host._path((KEY, "resized", tuple(geometry)), eighths) + ".lock")
+        while not lock.exists() or b"+" not in lock.read_bytes():
+            time.sleep(0.01)
+        proceed.set()
+        first.join()
+        second.join()
+        assert results["first"].tobytes() == results["second"].tobytes() == expected.tobytes()
+        assert results["second"].size == expected.size and results["second"].mode == expected.mode
+
+    def test_nobody_waiting_nothing_written(self, host: HostIntermediates, fresh) -> None:
+        from server.imaging.geometry import Box, plan_geometry
+        from server.imaging.steps import resize
+
+        intermediate, eighths = fresh
+        geometry = plan_geometry(*intermediate.source_size, Box(90, None, "contain"))
+        made = host.resize_once(KEY, eighths, geometry,
+                                lambda: resize(intermediate.image, geometry, intermediate.source_size))
+        assert made.width == 90 and os.listdir(host.folder) == []
