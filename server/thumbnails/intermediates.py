@@ -342,12 +342,12 @@ def host_key(source: SourceKey, facts: SourceFacts) -> Hashable:
 def worth_sharing(facts: SourceFacts, eighths: int, *, seen: bool) -> bool:
     """Whether to write a class just decoded to the machine's tier though nobody waits for it.
 
-    Writing costs 1.5-4.5 ms of CPU a megabyte of pixels (new tmpfs pages, their copy, the
-    folder's scan): about a fifth of a cold 2 MP render (a 3/8 decode of 11 ms), which a source
-    asked once never repays; a 24 MP source's 1/8 or 2/8 decode costs 60-100 ms, so its write
-    pays when one other process in twenty asks for it. Written: a source this process has
-    rendered before (`seen`: a srcset in progress), or a class with 16 times fewer pixels than
-    the source (at most 2/8 of a scaled JPEG).
+    Writing a 1 MB class costs ~1.1-1.3 ms of CPU (new tmpfs pages and their copy; measured
+    median): 5 % of a cold 2 MP render (its 3/8 decode takes 11 ms), which a source asked once
+    never repays; a 24 MP source's 1/8 or 2/8 decode costs 65-100 ms, so its write pays when one
+    other process in fifty asks for it. Written: a source this process has rendered before
+    (`seen`: a srcset in progress), or a class with 16 times fewer pixels than the source (at
+    most 2/8 of a scaled JPEG).
     """
     if seen:
         return True
@@ -357,8 +357,8 @@ def worth_sharing(facts: SourceFacts, eighths: int, *, seen: bool) -> bool:
 
 
 def expected_decode_s(facts: SourceFacts) -> float:
-    """About what decoding `facts`' source takes on a loaded machine (from its stored pixels;
-    3-10 ns a pixel measured for a JPEG at 1/8..8/8: generous), at least 0.25 s."""
+    """About what decoding `facts`' source takes on a loaded machine, generously: 20 ns a stored
+    pixel (a 24 MP JPEG at 1/8 measured 3 ns), at least 0.25 s."""
     width, height = facts.stored_size
     return max(0.25, width * height * 20e-9)
 
