@@ -230,7 +230,8 @@ class HostIntermediates:
         lock = self._path(key, eighths) + ".lock"
         for _ in range(2):  # the second try after removing a lost claim
             try:
-                descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                # O_APPEND: a waiter's mark made before the pid is written is kept.
+                descriptor = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
             except FileExistsError:
                 if not self._claim_is_lost(lock):
                     return False
@@ -285,7 +286,7 @@ class HostIntermediates:
         try:
             age = time.time() - os.stat(lock).st_mtime
             with open(lock) as file:
-                pid = int(file.read().rstrip("+") or 0)
+                pid = int(file.read().strip("+") or 0)
         except (OSError, ValueError):
             return False  # gone (released) or being written: not lost
         if age > self.STALE_CLAIM_S:
@@ -315,6 +316,9 @@ class HostIntermediates:
         with os.scandir(self.folder) as found:
             for entry in found:
                 if entry.name.endswith(".lock"):
+                    if self._claim_is_lost(entry.path):  # its holder died, and nobody asked since
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.path)
                     continue  # a claim, not an entry: its holder removes it
                 with contextlib.suppress(OSError):
                     stat = entry.stat()

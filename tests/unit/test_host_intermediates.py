@@ -173,6 +173,18 @@ class TestOneDecodePerMachine:
         assert decodes == [1] and reused is False and found is intermediate
         assert not os.path.exists(host._path(KEY, eighths) + ".lock")
 
+    def test_dead_holders_claim_is_cleared_by_the_next_write(self, host: HostIntermediates, fresh) -> None:
+        intermediate, eighths = fresh
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        orphan = Path(host._path(("gone",), 1) + ".lock")
+        orphan.write_text(f"+{dead.pid}+")  # marked by a waiter too
+        live = Path(host._path(("busy",), 1) + ".lock")
+        live.write_text(str(os.getpid()))
+        host.put(KEY, eighths, intermediate)
+        assert not orphan.exists() and live.exists()
+        assert host.get(KEY, eighths) is not None
+
     def test_old_claim_is_taken_over(self, host: HostIntermediates, fresh) -> None:
         intermediate, eighths = fresh
         lock = Path(host._path(KEY, eighths) + ".lock")
