@@ -240,8 +240,10 @@ class HostIntermediates:
                 continue
             except OSError:
                 return True  # no lock can be made here: decode, as without the tier
-            with os.fdopen(descriptor, "w") as file:
-                file.write(str(os.getpid()))
+            try:
+                os.write(descriptor, str(os.getpid()).encode())
+            finally:
+                os.close(descriptor)
             return True
         return False
 
