@@ -20,7 +20,9 @@ Classes are M/8 of the stored size, M in 1..8 (libjpeg-turbo scales in the DCT d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from PIL import Image, JpegImagePlugin
@@ -32,9 +34,9 @@ except ImportError:  # a declared dependency; without it every JPEG takes Pillow
 
 from server.imaging.decode import read_orientation, webp_is_lossless
 from server.imaging.encode import EncoderSettings, choose_format, encode
-from server.imaging.geometry import Box, decode_size, displayed_size, plan_geometry
+from server.imaging.geometry import Box, Geometry, decode_size, displayed_size, plan_geometry
 from server.formats import format_for_decoder
-from server.imaging.steps import Effects, crop_focus, finish_frame, normalize_mode, orient, strip_metadata
+from server.imaging.steps import Effects, crop_focus, finish_resized, normalize_mode, orient, resize, strip_metadata
 
 #: How an intermediate is decoded (SourceFacts.decoder).
 SCALED, DRAFT, FULL = "scaled", "draft", "full"
@@ -65,6 +67,8 @@ class Intermediate:
     """A source decoded at one class: upright, in a mode every step handles, metadata stripped.
 
     Never modified once made (the steps after it make new images), so one may serve many renders.
+    It remembers its last resizes (`resized`, at most RESIZED_BYTES): a srcset asks each width in
+    two formats, which start from the same resized pixels, so the second skips the resize.
     """
 
     image: Image.Image
@@ -72,12 +76,53 @@ class Intermediate:
     source_format: str | None  # Pillow's name ("JPEG", "PNG"…)
     icc_profile: bytes | None
     lossless_webp: bool
+    _resized: OrderedDict[Geometry, Image.Image] = field(default_factory=OrderedDict, repr=False)
+
+    #: The resized images one intermediate keeps: a 1280 px and a 960 px one of a 3:2 photo.
+    RESIZED_BYTES = 8 * 1024 * 1024
 
     @property
     def nbytes(self) -> int:
-        """The pixels' bytes in Pillow's memory (what a memory tier counts): Pillow keeps one byte
-        a pixel for L, four for LA, RGB and RGBA."""
-        return self.image.width * self.image.height * (1 if self.image.mode == "L" else 4)
+        """The pixels' bytes in Pillow's memory: Pillow keeps one byte a pixel for L, four for LA,
+        RGB and RGBA."""
+        return _pixel_bytes(self.image)
+
+    @property
+    def kept_bytes(self) -> int:
+        """What keeping it holds (what a memory tier counts): its pixels and its kept resizes."""
+        return self.nbytes + sum(_pixel_bytes(image) for image in self._resized.values())
+
+    def resized(self, geometry: Geometry, share: ShareResize | None = None) -> Image.Image:
+        """The `resize` step to `geometry`, done once: the same pixels every time (never modify
+        them). `share(geometry, make)`, when given, returns what `make()` returns, or the same
+        pixels made by another process (the machine's tier)."""
+        found = self._resized.get(geometry)
+        if found is not None:
+            self._resized.move_to_end(geometry)
+            return found
+        if share is None or self._resizes_nothing(geometry):
+            image = resize(self.image, geometry, self.source_size)
+        else:
+            image = share(geometry, lambda: resize(self.image, geometry, self.source_size))
+        if image is not self.image and _pixel_bytes(image) <= self.RESIZED_BYTES:
+            self._resized[geometry] = image
+            while sum(_pixel_bytes(kept) for kept in self._resized.values()) > self.RESIZED_BYTES:
+                self._resized.popitem(last=False)
+        return image
+
+
+    def _resizes_nothing(self, geometry: Geometry) -> bool:
+        crop = geometry.crop or (0, 0, *self.source_size)
+        return self.image.size == self.source_size and (crop[2] - crop[0], crop[3] - crop[1]) == (
+            geometry.width, geometry.height)
+
+
+#: `share(geometry, make)`: `make()`'s image, or the same pixels another process made.
+ShareResize = Callable[[Geometry, Callable[[], Image.Image]], Image.Image]
+
+
+def _pixel_bytes(image: Image.Image) -> int:
+    return image.width * image.height * (1 if image.mode == "L" else 4)
 
 
 def read_facts(header: Image.Image) -> SourceFacts:
@@ -190,12 +235,14 @@ def _decode_scaled(header: Image.Image, source: bytes, facts: SourceFacts, eight
 
 
 def thumbnail_from(intermediate: Intermediate, box: Box, *, output: str | None, quality: int | None,
-                   settings: EncoderSettings, effects: Effects = Effects()) -> tuple[bytes, str, Image.Image]:
+                   settings: EncoderSettings, effects: Effects = Effects(),
+                   share: ShareResize | None = None) -> tuple[bytes, str, Image.Image]:
     """The encoded thumbnail in `box` cut from `intermediate`: (bytes, format, image encoded).
 
     `output` None means the source's family; `quality` None the settings' default for the format.
     A smart crop reads the intermediate's pixels, which depend only on the source and the class:
-    the crop, like the rest, is the same whether the intermediate was kept or fresh.
+    the crop, like the rest, is the same whether the intermediate was kept or fresh. `share`: see
+    `Intermediate.resized`.
     """
     pixels = intermediate.image
     source_size = intermediate.source_size
@@ -203,7 +250,7 @@ def thumbnail_from(intermediate: Intermediate, box: Box, *, output: str | None, 
     if effects.smart or effects.focus is not None:
         geometry = plan_geometry(*source_size, box, crop_focus(pixels, geometry, source_size, effects))
     output_format = choose_format(output, intermediate.source_format, pixels.mode)
-    thumbnail = finish_frame(pixels, geometry, source_size, effects, output_format)
+    thumbnail = finish_resized(intermediate.resized(geometry, share), geometry, effects, output_format)
     data = encode(
         thumbnail,
         output_format,

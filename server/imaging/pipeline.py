@@ -23,7 +23,14 @@ from server.imaging.animation import animated_frames, animation_format, render_a
 from server.imaging.decode import SourceLimits, decoding, open_source
 from server.imaging.encode import EncoderSettings
 from server.imaging.geometry import Box, box_problem
-from server.imaging.intermediate import Intermediate, decode_class, decode_intermediate, read_facts, thumbnail_from
+from server.imaging.intermediate import (
+    Intermediate,
+    ShareResize,
+    decode_class,
+    decode_intermediate,
+    read_facts,
+    thumbnail_from,
+)
 from server.imaging.steps import Effects
 
 #: Bumped whenever the same request could give other bytes (a step changed): part of every key.
@@ -110,10 +117,11 @@ def render_animated(header: Image.Image, source: bytes, request: RenderRequest, 
     return Rendered(data=data, format=output_format, width=width, height=height)
 
 
-def render_from(intermediate: Intermediate, request: RenderRequest) -> Rendered:
-    """The still thumbnail `request` describes, cut from `intermediate` (fresh or kept: same bytes)."""
+def render_from(intermediate: Intermediate, request: RenderRequest, *, share: ShareResize | None = None) -> Rendered:
+    """The still thumbnail `request` describes, cut from `intermediate` (fresh or kept: same bytes).
+    `share`: how another process's resize of it may be reused (`Intermediate.resized`)."""
     data, output_format, thumbnail = thumbnail_from(
         intermediate, request.box, output=request.format, quality=request.quality, settings=request.encoder,
-        effects=request.effects,
+        effects=request.effects, share=share,
     )
     return Rendered(data=data, format=output_format, width=thumbnail.width, height=thumbnail.height)

@@ -240,7 +240,13 @@ def finish_frame(image: Image.Image, geometry: Geometry, source_size: tuple[int,
                  output_format: str) -> Image.Image:
     """The steps after decoding, on one (decoded, upright, normalised) frame:
     resize -> apply_filters -> pad -> flatten."""
-    thumbnail = apply_filters(resize(image, geometry, source_size), effects)
+    return finish_resized(resize(image, geometry, source_size), geometry, effects, output_format)
+
+
+def finish_resized(image: Image.Image, geometry: Geometry, effects: Effects, output_format: str) -> Image.Image:
+    """The steps after `resize` (whose output `image` is): apply_filters -> pad -> flatten.
+    Each makes a new image when it changes one: `image` is never modified."""
+    thumbnail = apply_filters(image, effects)
     return flatten(pad(thumbnail, geometry, effects.background), output_format, effects.background)
 
 

@@ -280,10 +280,13 @@ def _read_and_render(originals: OriginalStore, source: Source, request: RenderRe
     key = source_key(source)
     facts = kept.facts(key) if kept is not None else None
     if kept is not None and facts is not None and not facts.may_animate:
-        found = kept.get(key, decode_class(facts, request.box))
+        found_class = decode_class(facts, request.box)
+        found = kept.get(key, found_class)
         if found is not None:
             announce_peak(found.nbytes * 2)  # the resized copy and its flattened one, at most
-            return dataclasses.replace(render_from(found, request), reused=True)
+            rendered = render_from(found, request, share=kept.resize_sharer(key, facts, found_class))
+            kept.put(key, facts, found_class, found)  # counted again with the resize it kept
+            return dataclasses.replace(rendered, reused=True)
     data = originals.read(source, max_bytes=limits.max_bytes)
     return render_in_budget(data, request, limits, keep_as=key if kept is not None else None)
 
@@ -303,8 +306,9 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     # Imported here: only render processes run this, and they have it preloaded.
     from server.imaging import animated_frames, animation_peak, plan_geometry
     from server.imaging.decode import decoding, open_source
-    from server.imaging.intermediate import class_size, decode_class, decode_intermediate, read_facts
-    from server.imaging.pipeline import RENDERER_VERSION, render_animated, render_from
+    from server.imaging.intermediate import Intermediate, class_size, decode_class, decode_intermediate, read_facts
+    from server.imaging.pipeline import render_animated, render_from
+    from server.thumbnails.intermediates import expected_decode_s, host_key, worth_sharing
     from server.thumbnails.pool import announce_peak, worker_intermediates
 
     header = open_source(data, limits)
@@ -321,17 +325,21 @@ def render_in_budget(data: bytes, request: RenderRequest, limits: SourceLimits, 
     width, height = class_size(facts, eighths)
     announce_peak(width * height * 4 * 3 + len(data))
     kept = worker_intermediates() if keep_as is not None else None  # None: keep nothing
-    # The machine's tier is keyed by how the class is decoded too (simplejpeg or Pillow's draft).
-    host_key = (keep_as, facts.decoder, RENDERER_VERSION)
-    if kept is not None and kept.host is not None:
-        found = kept.host.get(host_key, eighths)
-        if found is not None:
-            kept.put(keep_as, facts, eighths, found)
-            return dataclasses.replace(render_from(found, request), reused=True)
-    with decoding():
-        intermediate = decode_intermediate(header, data, facts, eighths)
-    if kept is not None:
-        kept.put(keep_as, facts, eighths, intermediate)
-        if kept.host is not None:
-            kept.host.put(host_key, eighths, intermediate)
-    return render_from(intermediate, request)
+
+    def decode() -> Intermediate:
+        with decoding():
+            return decode_intermediate(header, data, facts, eighths)
+
+    if kept is None:
+        return render_from(decode(), request)
+    if kept.host is None:
+        intermediate, reused = decode(), False
+    else:
+        # While another render process (of this server process or another) decodes this class,
+        # wait for its entry rather than decode it again.
+        keep = worth_sharing(facts, eighths, seen=kept.facts(keep_as) is not None)
+        intermediate, reused = kept.host.get_or_decode(host_key(keep_as, facts), eighths, decode,
+                                                       wait_s=expected_decode_s(facts) * 4, keep=keep)
+    rendered = render_from(intermediate, request, share=kept.resize_sharer(keep_as, facts, eighths))
+    kept.put(keep_as, facts, eighths, intermediate)  # after the render: with the resize it keeps
+    return dataclasses.replace(rendered, reused=reused)

@@ -472,6 +472,8 @@ class TestReduceOnLoad:
             return original(image, geometry, source_size)
 
         monkeypatch.setattr(imaging.steps, "resize", spy)
+        # A still's resize is made (once per size) by its intermediate.
+        monkeypatch.setattr(imaging.intermediate, "resize", spy)
         out = decode(render(photo_24mp, width=320, height=None, format="jpeg"))
         assert out.size == (320, 213)
         assert seen == [(750, 500)]

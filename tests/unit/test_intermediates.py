@@ -22,6 +22,7 @@ from server.imaging.intermediate import (
     read_facts,
 )
 from server.imaging.decode import open_source
+from server.imaging.steps import Effects
 from server.thumbnails.intermediates import IntermediateCache
 from server.thumbnails.pool import RenderPool
 from server.thumbnails.service import _read_and_render
@@ -254,3 +255,50 @@ def _sleep_pid(seconds: float) -> int:
 
     time.sleep(seconds)
     return os.getpid()
+
+
+class TestResizeOnce:
+    """The formats of one size share one resize: the bytes are those of a fresh render, whatever
+    was cut from the intermediate before (filters, pads, crops never modify the kept pixels)."""
+
+    @pytest.fixture
+    def intermediate(self, photo):
+        header = open_source(photo, LIMITS)
+        facts = read_facts(header)
+        return decode_intermediate(header, photo, facts, decode_class(facts, Box(300, None, "contain")))
+
+    def test_second_format_reuses_the_resize_with_the_same_bytes(self, photo, intermediate) -> None:
+        from server.imaging.pipeline import render_from
+
+        geometry = plan_geometry(*intermediate.source_size, Box(300, None, "contain"))
+        assert intermediate.kept_bytes == intermediate.nbytes
+        first = render_from(intermediate, request(300, format="jpeg"))
+        resized = intermediate.resized(geometry)
+        assert intermediate.kept_bytes == intermediate.nbytes + 300 * 200 * 4
+        for output in ("webp", "png", "jpeg"):
+            assert render_from(intermediate, request(300, format=output)).data == render_thumbnail(
+                photo, request(300, format=output), limits=LIMITS).data
+        assert intermediate.resized(geometry) is resized  # cut once, for all four
+        assert first.data == render_thumbnail(photo, request(300, format="jpeg"), limits=LIMITS).data
+
+    @pytest.mark.parametrize("effects", [
+        Effects(blur=20, gray=True), Effects(sharpen=10), Effects(background="ff0000"), Effects(gray=True)])
+    def test_effects_leave_the_kept_resize_alone(self, photo, intermediate, effects) -> None:
+        from server.imaging.pipeline import render_from
+
+        plain = request(300, 300, "pad", format="webp")
+        with_effects = RenderRequest(width=300, height=300, fit="pad", format="jpeg", quality=None, effects=effects)
+        assert render_from(intermediate, with_effects).data == render_thumbnail(
+            photo, with_effects, limits=LIMITS).data
+        assert render_from(intermediate, plain).data == render_thumbnail(photo, plain, limits=LIMITS).data
+
+    def test_bounded(self, intermediate, monkeypatch) -> None:
+        from server.imaging.intermediate import Intermediate
+
+        monkeypatch.setattr(Intermediate, "RESIZED_BYTES", 300 * 200 * 4)
+        geometries = [plan_geometry(*intermediate.source_size, Box(width, None, "contain")) for width in (100, 200, 300)]
+        made = [intermediate.resized(geometry) for geometry in geometries]
+        # The 300 px one fills the bound alone: the older ones went, oldest first.
+        assert intermediate.kept_bytes - intermediate.nbytes == 300 * 200 * 4
+        assert intermediate.resized(geometries[2]) is made[2]
+        assert intermediate.resized(geometries[0]) is not made[0]
