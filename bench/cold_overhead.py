@@ -1,0 +1,308 @@
+"""What our server costs around a cold render, in CPU milliseconds per request (issue 14).
+
+    .venv/bin/python bench/cold_overhead.py [--count 200] [--rounds 3] [--sets 2mp 24mp]
+        [--concurrency 4] [--workers 2] [--profile-job N] [--py-spy DIR]
+
+For each set (2 MP → 512x512, 24 MP → 320 px wide) it starts our server as ``bench/run.py``
+does (``OurServer.node``: ``--workers`` uvicorn workers, render_workers = cores, a fresh shared
+disk tier, the machine's intermediates beside it), warms it up on names the rounds do not use,
+then sends ``--count`` distinct cold requests at ``--concurrency`` per round and reads the CPU
+time (utime + stime, ``/proc/PID/stat``) of every process of the server's tree before and after.
+
+CPU per request is the work done, which other load on a shared 2-core machine hardly moves (a
+rate moves ±30 % with it). Beside it, in this process and on the same files:
+
+- our render job alone (``_read_and_render``: read, scan, decode, resize, encode; no pool,
+  no intermediate tier), CPU per image;
+- Pillow alone (``render_loop.PillowRender``: open, draft, resize, encode), CPU per image.
+
+The server's figure is split by role: ``master`` (uvicorn's supervisor), ``server`` (the
+uvicorn workers: HTTP, service, shared tier, fingerprints, logs, metrics), ``render`` (the
+render processes: the job plus the pool's transport and the intermediate tiers) and ``other``
+(fork servers, resource trackers). ``render - job`` is what the render process adds to the
+job; ``server`` is what the HTTP side adds.
+
+``--profile-job N`` prints a cProfile of the in-process job over N images. ``--py-spy DIR``
+records each round's whole server tree with py-spy (if installed: ``pip install py-spy``),
+writing collapsed stacks per process, and prints the heaviest frames of the server processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import http.client
+import io
+import json
+import os
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(1, str(BENCH_DIR.parent))
+
+from corpus import LINK_PATTERN, ensure_corpus  # noqa: E402
+from memory import process_tree  # noqa: E402
+from peers import Environment, OurServer  # noqa: E402
+from render_loop import UNBOUNDED, PillowRender  # noqa: E402
+from scenarios import QUICK, SCENARIOS  # noqa: E402
+
+SETS = {"2mp": "cold-2mp", "24mp": "cold-24mp"}
+WARMUP = 16  # requests before the rounds, on names no round uses
+CLOCK = os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    corpus = ensure_corpus(BENCH_DIR / ".corpus", names_24mp=3000, names_2mp=6000)
+    scenarios = {scenario.key: scenario for scenario in SCENARIOS}
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="cold-overhead-") as scratch:
+        static = Path(scratch) / "static"
+        static.mkdir()
+        env = Environment(nproc=os.cpu_count() or 1, corpus=corpus, workdir=Path(scratch), static_dir=static,
+                          venvs=BENCH_DIR / ".venvs", workers=args.workers, timing=QUICK)
+        for name in args.sets:
+            scenario = scenarios[SETS[name]]
+            results[name] = _measure_set(env, scenario, args)
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+def _measure_set(env: Environment, scenario, args: argparse.Namespace) -> dict:
+    width, height = scenario.box
+    folder = env.corpus.root / scenario.source
+    spec = f"{width}x{height or ''}"
+    total = args.count * args.rounds + WARMUP
+    names = [LINK_PATTERN % n for n in range(total)]
+    print(f"== {scenario.title}: {args.rounds} rounds x {args.count} distinct requests, "
+          f"concurrency {args.concurrency}, {args.workers} uvicorn worker(s)", flush=True)
+
+    job = _job_cpu_ms(folder, names[WARMUP:WARMUP + args.count], spec, args.profile_job)
+    pillow = _pillow_cpu_ms(folder, names[WARMUP:WARMUP + args.count], (width, height or UNBOUNDED))
+    print(f"in process, CPU ms per image: our job {job:.1f}, Pillow alone {pillow:.1f}", flush=True)
+
+    ours = OurServer(env)
+    rounds = []
+    with ours.node(scenario, tag=f"overhead-{scenario.source}", shared="disk") as running:
+        host, port = running.base_url.removeprefix("http://").split(":")
+        prefix = f"/thumb/{spec}/{scenario.source}/"
+        _send(host, int(port), [prefix + n for n in names[:WARMUP]], args.concurrency)
+        for index in range(args.rounds):
+            first = WARMUP + index * args.count
+            paths = [prefix + n for n in names[first:first + args.count]]
+            spy = _start_py_spy(args.py_spy, running.pid, scenario.source, index)
+            before = _cpu_by_role(running.pid)
+            started = time.monotonic()
+            _send(host, int(port), paths, args.concurrency)
+            elapsed = time.monotonic() - started
+            after = _cpu_by_role(running.pid)
+            _stop_py_spy(spy)
+            per_role = {role: (after.get(role, 0) - before.get(role, 0)) / CLOCK * 1000 / len(paths)
+                        for role in ("master", "server", "render", "other")}
+            per_role["total"] = sum(per_role.values())
+            per_role["rate"] = len(paths) / elapsed
+            rounds.append(per_role)
+            print(f"round {index + 1}: CPU ms/request total {per_role['total']:.1f} = server "
+                  f"{per_role['server']:.1f} + render {per_role['render']:.1f} + master "
+                  f"{per_role['master']:.1f} + other {per_role['other']:.1f}  ({per_role['rate']:.1f} req/s)",
+                  flush=True)
+    median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    print(f"median: total {median['total']:.1f}, server {median['server']:.1f}, render {median['render']:.1f} "
+          f"(render - job {median['render'] - job:+.1f}), overhead over the job {median['total'] - job:+.1f}; "
+          f"Pillow alone / ours (CPU) {pillow / median['total']:.2f}", flush=True)
+    if args.py_spy:
+        _summarise_py_spy(Path(args.py_spy), scenario.source)
+    return {"job_ms": job, "pillow_ms": pillow, "rounds": rounds, "median": median}
+
+
+# -- load ---------------------------------------------------------------------------------------
+
+
+def _send(host: str, port: int, paths: list[str], concurrency: int) -> None:
+    """GET every path once, `concurrency` keep-alive connections pulling from one list; every
+    answer must be a 200 with a body."""
+    queue = list(reversed(paths))
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def work() -> None:
+        connection = http.client.HTTPConnection(host, port, timeout=120)
+        try:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    path = queue.pop()
+                connection.request("GET", path)
+                response = connection.getresponse()
+                body = response.read()
+                if response.status != 200 or not body:
+                    failures.append(f"{path}: {response.status} {body[:120]!r}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise SystemExit(f"{len(failures)} requests failed, first: {failures[0]}")
+
+
+# -- CPU of the server's tree -------------------------------------------------------------------
+
+
+def _cpu_by_role(root: int) -> Counter:
+    """Clock ticks (utime + stime) of every live process of the tree, summed by role."""
+    ticks: Counter = Counter()
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        ticks[_role(root, pid, int(fields[1]), command)] += int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def _role(root: int, pid: int, parent: int, command: bytes) -> str:
+    """master, server (a uvicorn worker), render (a child of a fork server: it inherits the fork
+    server's command line) or other (fork servers, resource trackers)."""
+    if pid == root:
+        return "master"
+    try:
+        parent_command = Path(f"/proc/{parent}/cmdline").read_bytes()
+    except OSError:
+        return "other"
+    if b"forkserver" in parent_command:
+        return "render"
+    if b"forkserver" in command or b"resource_tracker" in command:
+        return "other"
+    return "server" if parent == root else "other"
+
+
+# -- in process ---------------------------------------------------------------------------------
+
+
+def _job_cpu_ms(folder: Path, names: list[str], spec_text: str, profile: int) -> float:
+    """CPU ms per image of the server's render job run here, on `names` (after one warm-up)."""
+    from server.app import thumbnail_options
+    from server.config import Settings
+    from server.imaging import RenderRequest
+    from server.thumbnails.service import _read_and_render
+    from server.thumbnails.spec import parse_spec
+    from storage import FileStore
+
+    options = thumbnail_options(Settings())
+    spec = parse_spec(spec_text, options.rules)
+    request = RenderRequest(width=spec.width, height=spec.height, fit=spec.fit, format=spec.format,
+                            quality=spec.quality, encoder=options.encoder, effects=spec.effects)
+    store = FileStore(folder.parent, {"jpg"})
+    relative = folder.name
+    sources = [store.resolve(f"{relative}/{name}") for name in names]
+    _read_and_render(store, sources[0], request, options.limits)  # imports, first-use set-up
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for source in sources[:profile]:
+            _read_and_render(store, source, request, options.limits)
+        profiler.disable()
+        stats = io.StringIO()
+        pstats.Stats(profiler, stream=stats).sort_stats("cumulative").print_stats(25)
+        print(stats.getvalue())
+    started = time.process_time()
+    for source in sources:
+        _read_and_render(store, source, request, options.limits)
+    return (time.process_time() - started) * 1000 / len(sources)
+
+
+def _pillow_cpu_ms(folder: Path, names: list[str], box: tuple[int, int]) -> float:
+    """CPU ms per image of Pillow alone (bench/render_loop.py's renderer) on `names`."""
+    render = PillowRender()
+    render(str(folder / names[0]), box)
+    started = time.process_time()
+    for name in names:
+        render(str(folder / name), box)
+    return (time.process_time() - started) * 1000 / len(names)
+
+
+# -- py-spy -------------------------------------------------------------------------------------
+
+
+def _start_py_spy(folder: str | None, pid: int, tag: str, index: int) -> subprocess.Popen | None:
+    if not folder:
+        return None
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(binary).exists():
+        raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    output = Path(folder) / f"{tag}-round{index + 1}.txt"
+    spy = subprocess.Popen([binary, "record", "--pid", str(pid), "--subprocesses", "--format", "raw",
+                            "--rate", "250", "--output", str(output), "--nonblocking"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches to every process of the tree
+    return spy
+
+
+def _stop_py_spy(spy: subprocess.Popen | None) -> None:
+    if spy is None:
+        return
+    spy.send_signal(2)  # SIGINT: py-spy writes its output and exits
+    try:
+        spy.wait(30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+
+
+def _summarise_py_spy(folder: Path, tag: str, top: int = 30) -> None:
+    """The frames the server processes (not the render processes) spend most samples in, own
+    time (the innermost frame) and inclusive, summed over the set's rounds."""
+    own: Counter = Counter()
+    inclusive: Counter = Counter()
+    samples = 0
+    for path in sorted(folder.glob(f"{tag}-round*.txt")):
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = stack.split(";")
+            if not frames or "forkserver" in stack or "_serve (server/thumbnails/pool.py" in stack:
+                continue
+            if "select (selectors.py" in frames[-1] or "_run_once" in frames[-1] and len(frames) < 6:
+                continue  # idle in the event loop
+            count_ = int(count)
+            samples += count_
+            own[frames[-1]] += count_
+            for frame in set(frames):
+                inclusive[frame] += count_
+    print(f"py-spy, server processes, {samples} busy samples")
+    for title, counter in (("own", own), ("inclusive", inclusive)):
+        print(f"-- {title}")
+        for frame, count_ in counter.most_common(top):
+            print(f"{count_:6d} {count_ * 100 / max(samples, 1):5.1f}%  {frame[:150]}")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200, help="distinct requests per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=["2mp", "24mp"])
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
+    parser.add_argument("--profile-job", type=int, default=0, metavar="N",
+                        help="print a cProfile of the in-process job over N images")
+    parser.add_argument("--py-spy", metavar="DIR", help="record the server's tree with py-spy into DIR")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
