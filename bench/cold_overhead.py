@@ -36,6 +36,7 @@ import io
 import json
 import os
 import pstats
+import signal
 import shutil
 import statistics
 import subprocess
@@ -82,17 +83,23 @@ def _measure_set(env: Environment, scenario, args: argparse.Namespace) -> dict:
     width, height = scenario.box
     folder = env.corpus.root / scenario.source
     spec = f"{width}x{height or ''}"
-    total = args.count * args.rounds + WARMUP
+    total = args.count * max(args.rounds, 1) + WARMUP
     names = [LINK_PATTERN % n for n in range(total)]
     print(f"== {scenario.title}: {args.rounds} rounds x {args.count} distinct requests, "
           f"concurrency {args.concurrency}, {args.workers} uvicorn worker(s)", flush=True)
 
-    job = _job_cpu_ms(folder, names[WARMUP:WARMUP + args.count], spec, args.profile_job)
+    jobs = _job_cpu_ms(folder, names[WARMUP:WARMUP + args.count], spec, args.profile_job)
+    job = jobs["job"]
     pillow = _pillow_cpu_ms(folder, names[WARMUP:WARMUP + args.count], (width, height or UNBOUNDED))
-    print(f"in process, CPU ms per image: our job {job:.1f}, Pillow alone {pillow:.1f}", flush=True)
+    print("in process, CPU ms per image: " + ", ".join(f"{key} {value:.1f}" for key, value in jobs.items())
+          + f"; Pillow alone {pillow:.1f}", flush=True)
 
+    if not args.rounds:
+        return {"job_ms": jobs, "pillow_ms": pillow}
     ours = OurServer(env)
     rounds = []
+    if args.profile_server:
+        _profile_children(Path(args.profile_server) / scenario.source)
     with ours.node(scenario, tag=f"overhead-{scenario.source}", shared="disk") as running:
         host, port = running.base_url.removeprefix("http://").split(":")
         prefix = f"/thumb/{spec}/{scenario.source}/"
@@ -100,6 +107,8 @@ def _measure_set(env: Environment, scenario, args: argparse.Namespace) -> dict:
         for index in range(args.rounds):
             first = WARMUP + index * args.count
             paths = [prefix + n for n in names[first:first + args.count]]
+            if args.profile_server and index == args.rounds - 1:
+                _signal_servers(running.pid, signal.SIGUSR1)  # the profile counts this round only
             spy = _start_py_spy(args.py_spy, running.pid, scenario.source, index)
             before = _cpu_by_role(running.pid)
             started = time.monotonic()
@@ -112,6 +121,8 @@ def _measure_set(env: Environment, scenario, args: argparse.Namespace) -> dict:
             per_role["total"] = sum(per_role.values())
             per_role["rate"] = len(paths) / elapsed
             rounds.append(per_role)
+            if args.profile_server and index == args.rounds - 1:
+                _signal_servers(running.pid, signal.SIGUSR2)
             print(f"round {index + 1}: CPU ms/request total {per_role['total']:.1f} = server "
                   f"{per_role['server']:.1f} + render {per_role['render']:.1f} + master "
                   f"{per_role['master']:.1f} + other {per_role['other']:.1f}  ({per_role['rate']:.1f} req/s)",
@@ -122,7 +133,10 @@ def _measure_set(env: Environment, scenario, args: argparse.Namespace) -> dict:
           f"Pillow alone / ours (CPU) {pillow / median['total']:.2f}", flush=True)
     if args.py_spy:
         _summarise_py_spy(Path(args.py_spy), scenario.source)
-    return {"job_ms": job, "pillow_ms": pillow, "rounds": rounds, "median": median}
+    if args.profile_server:
+        os.environ.pop("COLD_OVERHEAD_PROFILE", None)
+        _summarise_profiles(Path(args.profile_server) / scenario.source, args.count)
+    return {"job_ms": jobs, "pillow_ms": pillow, "rounds": rounds, "median": median}
 
 
 # -- load ---------------------------------------------------------------------------------------
@@ -195,23 +209,45 @@ def _role(root: int, pid: int, parent: int, command: bytes) -> str:
 # -- in process ---------------------------------------------------------------------------------
 
 
-def _job_cpu_ms(folder: Path, names: list[str], spec_text: str, profile: int) -> float:
-    """CPU ms per image of the server's render job run here, on `names` (after one warm-up)."""
+def _job_cpu_ms(folder: Path, names: list[str], spec_text: str, profile: int) -> dict[str, float]:
+    """CPU ms per image of the server's render job on `names`, after one warm-up each:
+
+    ``job``        called here, no intermediate tier (what issue14.md measured)
+    ``job+tiers``  called here with the tiers a render process has (64 MiB in memory, the
+                   machine's folder, here a temporary one): what keeping intermediates costs
+    ``pool``       through a RenderPool of one process, one job at a time, tiers off: this
+                   process plus its render process (the transport's cost, no contention)
+    ``pool+tiers`` the same with the server's default tiers
+    """
+    import asyncio
+
+    import server.thumbnails.pool as pool_module
     from server.app import thumbnail_options
     from server.config import Settings
     from server.imaging import RenderRequest
-    from server.thumbnails.service import _read_and_render
+    from server.thumbnails.intermediates import HostIntermediates, IntermediateCache
+    from server.thumbnails.pool import RenderPool
+    from server.thumbnails.service import _read_and_render, source_key
     from server.thumbnails.spec import parse_spec
     from storage import FileStore
 
-    options = thumbnail_options(Settings())
+    settings = Settings()
+    options = thumbnail_options(settings)
     spec = parse_spec(spec_text, options.rules)
     request = RenderRequest(width=spec.width, height=spec.height, fit=spec.fit, format=spec.format,
                             quality=spec.quality, encoder=options.encoder, effects=spec.effects)
     store = FileStore(folder.parent, {"jpg"})
-    relative = folder.name
-    sources = [store.resolve(f"{relative}/{name}") for name in names]
-    _read_and_render(store, sources[0], request, options.limits)  # imports, first-use set-up
+    sources = [store.resolve(f"{folder.name}/{name}") for name in names]
+    figures = {}
+
+    def in_process() -> float:
+        _read_and_render(store, sources[0], request, options.limits)  # imports, first-use set-up
+        started = time.process_time()
+        for source in sources[1:]:
+            _read_and_render(store, source, request, options.limits)
+        return (time.process_time() - started) * 1000 / (len(sources) - 1)
+
+    figures["job"] = in_process()
     if profile:
         profiler = cProfile.Profile()
         profiler.enable()
@@ -221,10 +257,37 @@ def _job_cpu_ms(folder: Path, names: list[str], spec_text: str, profile: int) ->
         stats = io.StringIO()
         pstats.Stats(profiler, stream=stats).sort_stats("cumulative").print_stats(25)
         print(stats.getvalue())
-    started = time.process_time()
-    for source in sources:
-        _read_and_render(store, source, request, options.limits)
-    return (time.process_time() - started) * 1000 / len(sources)
+    limits = settings.limits
+    with tempfile.TemporaryDirectory(prefix="cold-overhead-host-", dir="/dev/shm") as host:
+        pool_module._intermediates = IntermediateCache(limits.intermediate_bytes,
+                                                       HostIntermediates(host, limits.host_intermediate_bytes))
+        try:
+            figures["job+tiers"] = in_process()
+        finally:
+            pool_module._intermediates = None
+
+    async def through_pool(pool: RenderPool) -> float:
+        await pool.run(_read_and_render, store, sources[0], request, options.limits)
+        before = _cpu_by_role(os.getpid())
+        for source in sources[1:]:
+            await pool.run(_read_and_render, store, source, request, options.limits,
+                           affinity=source_key(source))
+        after = _cpu_by_role(os.getpid())
+        spent = sum(after.values()) - sum(before.values())  # this process and its render process
+        return spent / CLOCK * 1000 / (len(sources) - 1)
+
+    preload = ("server.thumbnails.service", "server.imaging.intermediate", "server.thumbnails.info",
+               "server.imaging.facts")
+    with tempfile.TemporaryDirectory(prefix="cold-overhead-host-", dir="/dev/shm") as host:
+        for label, tiers in (("pool", False), ("pool+tiers", True)):
+            pool = RenderPool(workers=1, queue=4, timeout_s=60, preload=preload,
+                              intermediate_bytes=limits.intermediate_bytes if tiers else 0,
+                              host_intermediates=(host, limits.host_intermediate_bytes) if tiers else None)
+            try:
+                figures[label] = asyncio.run(through_pool(pool))
+            finally:
+                pool.shutdown()
+    return figures
 
 
 def _pillow_cpu_ms(folder: Path, names: list[str], box: tuple[int, int]) -> float:
@@ -235,6 +298,75 @@ def _pillow_cpu_ms(folder: Path, names: list[str], box: tuple[int, int]) -> floa
     for name in names:
         render(str(folder / name), box)
     return (time.process_time() - started) * 1000 / len(names)
+
+
+# -- cProfile of the server processes -----------------------------------------------------------
+
+_SITECUSTOMIZE = """
+import os
+if os.environ.get("COLD_OVERHEAD_PROFILE"):
+    import cProfile, signal, time
+    _profile = cProfile.Profile(time.process_time)
+    _profile.enable()
+
+    def _dump(signum, frame):
+        _profile.disable()
+        _profile.dump_stats(os.path.join(os.environ["COLD_OVERHEAD_PROFILE"], f"{os.getpid()}.prof"))
+        _profile.enable()
+
+    def _restart(signum, frame):
+        _profile.disable()
+        _profile.clear()
+        _profile.enable()
+
+    signal.signal(signal.SIGUSR1, _restart)
+    signal.signal(signal.SIGUSR2, _dump)
+"""
+
+
+def _profile_children(folder: Path) -> None:
+    """Make every Python process the server starts profile itself in CPU time, and write its
+    profile into `folder` on SIGUSR2 (`_dump_profiles` sends it to the master and the uvicorn
+    workers only): a sitecustomize on PYTHONPATH, switched on by an environment variable the
+    server inherits."""
+    folder.mkdir(parents=True, exist_ok=True)
+    site = folder / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    os.environ["COLD_OVERHEAD_PROFILE"] = str(folder)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+
+
+def _signal_servers(root: int, signum: int) -> None:
+    """Send `signum` to uvicorn's master and workers (SIGUSR1: start profiling afresh; SIGUSR2:
+    write the profile)."""
+    for pid in process_tree(root):
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if _role(root, pid, parent, command) in ("master", "server"):
+            os.kill(pid, signum)
+    time.sleep(1.0 if signum == signal.SIGUSR1 else 3.0)
+
+
+def _summarise_profiles(folder: Path, requests: int, top: int = 40) -> None:
+    """The server processes' profiles summed, in CPU ms per request, by own and cumulative time."""
+    files = [str(path) for path in folder.glob("*.prof")]
+    if not files:
+        print(f"no profile was written into {folder}")
+        return
+    stats = pstats.Stats(*files)
+    print(f"cProfile (CPU time) of {len(files)} server processes during the last round, ms per request "
+          f"over its {requests} requests (own, cumulative, calls):")
+    for key, title in (("tottime", "own"), ("cumulative", "cumulative")):
+        print(f"-- {title}")
+        rows = sorted(stats.stats.items(), key=lambda item: item[1][2 if key == "tottime" else 3], reverse=True)
+        for (filename, line, function), (_, calls, own, cumulative, _) in rows[:top]:
+            where = "/".join(filename.split("/")[-2:])
+            print(f"  {own * 1000 / requests:7.3f} {cumulative * 1000 / requests:7.3f} {calls:8d}  "
+                  f"{where}:{line}({function})")
 
 
 # -- py-spy -------------------------------------------------------------------------------------
@@ -300,6 +432,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
     parser.add_argument("--profile-job", type=int, default=0, metavar="N",
                         help="print a cProfile of the in-process job over N images")
+    parser.add_argument("--profile-server", metavar="DIR",
+                        help="cProfile every server process (CPU time) into DIR and print the sum")
     parser.add_argument("--py-spy", metavar="DIR", help="record the server's tree with py-spy into DIR")
     return parser.parse_args(argv)
 
