@@ -91,12 +91,16 @@ def _measure_set(env: Environment, scenario, args: argparse.Namespace) -> dict:
     jobs = _job_cpu_ms(folder, names[WARMUP:WARMUP + args.count], spec, args.profile_job)
     job = jobs["job"]
     pillow = _pillow_cpu_ms(folder, names[WARMUP:WARMUP + args.count], (width, height or UNBOUNDED))
-    print("in process, CPU ms per image: " + ", ".join(f"{key} {value:.1f}" for key, value in jobs.items())
-          + f"; Pillow alone {pillow:.1f}", flush=True)
+    loaded = _pillow_loaded_cpu_ms(env, scenario, args.pillow_seconds)
+    print("in process, one at a time, CPU ms per image: " + ", ".join(f"{key} {value:.1f}" for key, value in jobs.items())
+          + f"; Pillow alone {pillow:.1f}; Pillow alone on {env.nproc} threads for {args.pillow_seconds:g} s "
+          f"(render_loop.py, as the bench runs it) {loaded:.1f}", flush=True)
 
     if not args.rounds:
-        return {"job_ms": jobs, "pillow_ms": pillow}
+        return {"job_ms": jobs, "pillow_ms": pillow, "pillow_loaded_ms": loaded}
     ours = OurServer(env)
+    if args.checkout:
+        ours.checkout = args.checkout.resolve()
     rounds = []
     if args.profile_server:
         _profile_children(Path(args.profile_server) / scenario.source)
@@ -130,13 +134,14 @@ def _measure_set(env: Environment, scenario, args: argparse.Namespace) -> dict:
     median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     print(f"median: total {median['total']:.1f}, server {median['server']:.1f}, render {median['render']:.1f} "
           f"(render - job {median['render'] - job:+.1f}), overhead over the job {median['total'] - job:+.1f}; "
-          f"Pillow alone / ours (CPU) {pillow / median['total']:.2f}", flush=True)
+          f"CPU per image, Pillow alone / ours: {pillow / median['total']:.2f} (one at a time), "
+          f"{loaded / median['total']:.2f} (on {env.nproc} threads)", flush=True)
     if args.py_spy:
         _summarise_py_spy(Path(args.py_spy), scenario.source)
     if args.profile_server:
         os.environ.pop("COLD_OVERHEAD_PROFILE", None)
         _summarise_profiles(Path(args.profile_server) / scenario.source, args.count)
-    return {"job_ms": jobs, "pillow_ms": pillow, "rounds": rounds, "median": median}
+    return {"job_ms": jobs, "pillow_ms": pillow, "pillow_loaded_ms": loaded, "rounds": rounds, "median": median}
 
 
 # -- load ---------------------------------------------------------------------------------------
@@ -369,6 +374,19 @@ def _summarise_profiles(folder: Path, requests: int, top: int = 40) -> None:
                   f"{where}:{line}({function})")
 
 
+def _pillow_loaded_cpu_ms(env: Environment, scenario, seconds: float) -> float:
+    """CPU ms per image of Pillow alone as `bench/run.py` measures it: render_loop.py on one
+    thread per core at nice 10, distinct names, for `seconds`."""
+    width, height = scenario.box
+    command = [sys.executable, str(BENCH_DIR / "render_loop.py"), "--engine", "pillow", "--nice", "10",
+               "--dir", str(env.corpus.root / scenario.source), "--pattern", LINK_PATTERN,
+               "--count", str(env.names(scenario)), "--width", str(width), "--threads", str(env.nproc),
+               "--seconds", str(seconds), "--warmup", "1", *(["--height", str(height)] if height else [])]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures["cpu_seconds"] * 1000 / figures["images"]
+
+
 # -- py-spy -------------------------------------------------------------------------------------
 
 
@@ -432,6 +450,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
     parser.add_argument("--profile-job", type=int, default=0, metavar="N",
                         help="print a cProfile of the in-process job over N images")
+    parser.add_argument("--pillow-seconds", type=float, default=10.0,
+                        help="how long Pillow alone runs on every core (render_loop.py)")
+    parser.add_argument("--checkout", type=Path, metavar="DIR",
+                        help="run the server of another checkout (e.g. `git archive main | tar -x -C DIR`)")
     parser.add_argument("--profile-server", metavar="DIR",
                         help="cProfile every server process (CPU time) into DIR and print the sum")
     parser.add_argument("--py-spy", metavar="DIR", help="record the server's tree with py-spy into DIR")
