@@ -271,6 +271,9 @@ def _job_cpu_ms(folder: Path, names: list[str], spec_text: str, profile: int) ->
         finally:
             pool_module._intermediates = None
 
+    figures["host put"] = _host_put_ms(folder / names[0], request, options.limits,
+                                       limits.host_intermediate_bytes, len(names))
+
     async def through_pool(pool: RenderPool) -> float:
         await pool.run(_read_and_render, store, sources[0], request, options.limits)
         before = _cpu_by_role(os.getpid())
@@ -293,6 +296,30 @@ def _job_cpu_ms(folder: Path, names: list[str], spec_text: str, profile: int) ->
             finally:
                 pool.shutdown()
     return figures
+
+
+def _host_put_ms(path: Path, request, limits, max_bytes: int, count: int) -> float:
+    """CPU ms of one `HostIntermediates.put` (the machine's tier in /dev/shm, written on every
+    cold render) of `path`'s intermediate, with the folder kept full as on a busy server."""
+    from server.imaging.decode import decoding, open_source
+    from server.imaging.intermediate import decode_class, decode_intermediate, read_facts
+    from server.thumbnails.intermediates import HostIntermediates
+
+    data = path.read_bytes()
+    header = open_source(data, limits)
+    with decoding():
+        facts = read_facts(header)
+        eighths = decode_class(facts, request.box)
+        intermediate = decode_intermediate(header, data, facts, eighths)
+    with tempfile.TemporaryDirectory(prefix="cold-overhead-host-", dir="/dev/shm") as folder:
+        host = HostIntermediates(folder, max_bytes)
+        fill = max_bytes // max(1, intermediate.nbytes) + 2
+        for n in range(fill):
+            host.put(("fill", n), eighths, intermediate)
+        started = time.process_time()
+        for n in range(count):
+            host.put(("measured", n), eighths, intermediate)
+        return (time.process_time() - started) * 1000 / count
 
 
 def _pillow_cpu_ms(folder: Path, names: list[str], box: tuple[int, int]) -> float:
