@@ -88,10 +88,13 @@ def _measure_set(env: Environment, scenario, args: argparse.Namespace) -> dict:
     print(f"== {scenario.title}: {args.rounds} rounds x {args.count} distinct requests, "
           f"concurrency {args.concurrency}, {args.workers} uvicorn worker(s)", flush=True)
 
-    jobs = _job_cpu_ms(folder, names[WARMUP:WARMUP + args.count], spec, args.profile_job)
-    job = jobs["job"]
-    pillow = _pillow_cpu_ms(folder, names[WARMUP:WARMUP + args.count], (width, height or UNBOUNDED))
-    loaded = _pillow_loaded_cpu_ms(env, scenario, args.pillow_seconds)
+    if args.server_only:
+        jobs, job, pillow, loaded = {}, 0.0, 0.0, 0.0
+    else:
+        jobs = _job_cpu_ms(folder, names[WARMUP:WARMUP + args.count], spec, args.profile_job)
+        job = jobs["job"]
+        pillow = _pillow_cpu_ms(folder, names[WARMUP:WARMUP + args.count], (width, height or UNBOUNDED))
+        loaded = _pillow_loaded_cpu_ms(env, scenario, args.pillow_seconds)
     print("in process, one at a time, CPU ms per image: " + ", ".join(f"{key} {value:.1f}" for key, value in jobs.items())
           + f"; Pillow alone {pillow:.1f}; Pillow alone on {env.nproc} threads for {args.pillow_seconds:g} s "
           f"(render_loop.py, as the bench runs it) {loaded:.1f}", flush=True)
@@ -132,6 +135,10 @@ def _measure_set(env: Environment, scenario, args: argparse.Namespace) -> dict:
                   f"{per_role['master']:.1f} + other {per_role['other']:.1f}  ({per_role['rate']:.1f} req/s)",
                   flush=True)
     median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    if args.server_only:
+        print(f"median: total {median['total']:.1f}, server {median['server']:.1f}, render {median['render']:.1f}, "
+              f"{median['rate']:.1f} req/s", flush=True)
+        return {"rounds": rounds, "median": median}
     print(f"median: total {median['total']:.1f}, server {median['server']:.1f}, render {median['render']:.1f} "
           f"(render - job {median['render'] - job:+.1f}), overhead over the job {median['total'] - job:+.1f}; "
           f"CPU per image, Pillow alone / ours: {pillow / median['total']:.2f} (one at a time), "
@@ -477,6 +484,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers")
     parser.add_argument("--profile-job", type=int, default=0, metavar="N",
                         help="print a cProfile of the in-process job over N images")
+    parser.add_argument("--server-only", action="store_true",
+                        help="measure the server alone (no in-process job, no Pillow alone)")
     parser.add_argument("--pillow-seconds", type=float, default=10.0,
                         help="how long Pillow alone runs on every core (render_loop.py)")
     parser.add_argument("--checkout", type=Path, metavar="DIR",
