@@ -663,8 +663,8 @@ class _RenderSlots:
     per render than 2 at a time, measured by bench/cold_overhead.py). Taken after the budget, so
     a job holding a slot waits for nothing else (no deadlock with the budget); a flock dies with
     its process, so a killed render frees its slot. A free slot is found by polling (a few
-    microseconds of flock calls each 0.5-4 ms of waiting): there is no "wait for any of these
-    locks" call.
+    microseconds of flock calls each 0.2-1 ms of waiting): there is no "wait for any of these
+    locks" call, and a token pipe would lose the token of a render killed at its deadline.
     """
 
     def __init__(self, folder: str, count: int) -> None:
@@ -675,7 +675,7 @@ class _RenderSlots:
         self._held: int | None = None
 
     def take(self) -> None:
-        delay = 0.0005
+        delay = 0.0002
         count = len(self._files)
         while self._held is None:
             for n in range(count):
@@ -687,7 +687,7 @@ class _RenderSlots:
                 self._held = descriptor
                 return
             time.sleep(delay)
-            delay = min(delay * 2, 0.004)
+            delay = min(delay * 2, 0.001)  # a slot left free longer than this idles a core
 
     def give_back(self) -> None:
         if self._held is not None:
