@@ -662,10 +662,14 @@ class _RenderSlots:
     them every few milliseconds, and each resumed with cold caches (24 MP → 320 px: 8 % more CPU
     per render than 2 at a time, measured by bench/cold_overhead.py). Taken after the budget, so
     a job holding a slot waits for nothing else (no deadlock with the budget); a flock dies with
-    its process, so a killed render frees its slot. A free slot is found by polling (a few
-    microseconds of flock calls each 0.2-1 ms of waiting): there is no "wait for any of these
-    locks" call, and a token pipe would lose the token of a render killed at its deadline.
+    its process, so a killed render frees its slot.
+
+    Waiting costs no CPU: when no slot is free, the job sleeps in a blocking flock on the slot
+    whose holder took it first (each holder writes when it did), the likeliest to be freed first.
+    Polling would not do: a sleep-and-retry costs ~60 µs of CPU per wake-up on the bench machine.
     """
+
+    _STAMP = struct.Struct("!d")
 
     def __init__(self, folder: str, count: int) -> None:
         os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -675,19 +679,26 @@ class _RenderSlots:
         self._held: int | None = None
 
     def take(self) -> None:
-        delay = 0.0002
         count = len(self._files)
-        while self._held is None:
-            for n in range(count):
-                descriptor = self._files[(self._first + n) % count]
-                try:
-                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
-                self._held = descriptor
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 0.001)  # a slot left free longer than this idles a core
+        for n in range(count):
+            descriptor = self._files[(self._first + n) % count]
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            self._hold(descriptor)
+            return
+        oldest = min(self._files, key=self._taken_at)
+        fcntl.flock(oldest, fcntl.LOCK_EX)
+        self._hold(oldest)
+
+    def _hold(self, descriptor: int) -> None:
+        os.pwrite(descriptor, self._STAMP.pack(time.monotonic()), 0)
+        self._held = descriptor
+
+    def _taken_at(self, descriptor: int) -> float:
+        stamp = os.pread(descriptor, self._STAMP.size, 0)
+        return self._STAMP.unpack(stamp)[0] if len(stamp) == self._STAMP.size else 0.0
 
     def give_back(self) -> None:
         if self._held is not None:
