@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from contextlib import asynccontextmanager
 from hashlib import blake2b
 
@@ -132,7 +131,6 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
     `front=False` serves image URLs through the FastAPI routes only (for the parity tests).
     """
     originals = FileStore(settings.storage.root, settings.storage.extensions)
-    host_path = str(settings.limits.host_intermediate_path or host_folder(_namespace(settings)))
     pool = RenderPool(
         workers=settings.limits.render_workers,
         queue=settings.limits.render_queue,
@@ -140,9 +138,8 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         render_memory_bytes=settings.limits.render_memory_bytes,
         process_memory_bytes=settings.limits.render_process_memory_bytes,
         intermediate_bytes=settings.limits.intermediate_bytes,
-        host_intermediates=(host_path, settings.limits.host_intermediate_bytes),
-        # Every server process on the machine with this image root: renders at once <= cores.
-        render_slots=(f"{host_path}.slots", len(os.sched_getaffinity(0))),
+        host_intermediates=(str(settings.limits.host_intermediate_path or host_folder(_namespace(settings))),
+                            settings.limits.host_intermediate_bytes),
         preload=("server.thumbnails.service", "server.imaging.intermediate", "server.thumbnails.info",
                  "server.imaging.facts"),
     )

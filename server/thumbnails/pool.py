@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -51,7 +50,6 @@ import signal
 import socket
 import struct
 import threading
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -114,9 +112,7 @@ class RenderPool:
     cap); a render that outgrows it raises `RenderCrashed`, as does one whose process dies.
     `preload`: modules the fork server imports once, so render processes start warm (there is one
     fork server per server process: the first pool to start it decides). `nice`: how far below
-    the server's priority a render process runs. `render_slots` (folder, n): at most n renders
-    decode and encode at once among every render process using that folder (every server process
-    of a machine: see `_RenderSlots`), so that a machine's cores are not oversubscribed.
+    the server's priority a render process runs.
 
     The processes start with the pool: a pool that cannot start them raises RuntimeError, so a
     server that cannot isolate its renders does not start. Call `shutdown` to stop them.
@@ -132,7 +128,6 @@ class RenderPool:
         process_memory_bytes: int = 2 << 30,
         intermediate_bytes: int = 0,
         host_intermediates: tuple[str, int] | None = None,
-        render_slots: tuple[str, int] | None = None,
         preload: Iterable[str] = (),
         nice: int = 10,
     ) -> None:
@@ -148,7 +143,7 @@ class RenderPool:
         # Intermediates are kept on top of what a render may use: the cap counts both.
         address_space = process_memory_bytes + intermediate_bytes if process_memory_bytes else 0
         self._options = _ProcessOptions(address_space, nice, timeout_s + ALARM_MARGIN_S, intermediate_bytes,
-                                        host_intermediates, render_slots)
+                                        host_intermediates)
         self._idle = _Dispatcher()
         self._processes: set[_RenderProcess] = set()  # every process not yet killed
         self._starting = threading.Lock()  # processes start in threads; one at a time
@@ -371,7 +366,6 @@ class _ProcessOptions:
     alarm_s: float  # a job still running after this ends its process
     intermediate_bytes: int = 0  # the process's intermediate tier (0: none)
     host_intermediates: tuple[str, int] | None = None  # the machine's tier: (folder, max bytes)
-    render_slots: tuple[str, int] | None = None  # the machine's render slots: (folder, how many)
 
 
 class _Waiter:
@@ -639,79 +633,21 @@ class _Channel:
         if self.announced:
             raise RuntimeError("announce_peak may be called once per job")
         self.announced = True
-        if n_bytes > self.allowance:
-            self.send(("peak", n_bytes))
-            answer = self.receive()
-            if answer is None:
-                raise SystemExit(0)  # the pool is gone
-            kind, *rest = pickle.loads(answer)
-            if kind == "refuse":
-                raise rest[0]
-        # After the budget, never before: a job that holds a slot waits for nothing else.
-        if _slots is not None:
-            _slots.take()
-
-
-class _RenderSlots:
-    """`count` slots shared by every render process that opens the same `folder`: one flock'ed
-    file each. A job takes one once its memory is granted (`announce_peak`) and gives it back when
-    it ends, so at most `count` renders of the machine decode, resize and encode at once.
-
-    Why: each server process has a pool of its own, so a machine with 2 cores and 2 server
-    processes of 2 render processes each ran 4 renders at once; the kernel then switched between
-    them every few milliseconds, and each resumed with cold caches (24 MP → 320 px: 8 % more CPU
-    per render than 2 at a time, measured by bench/cold_overhead.py). Taken after the budget, so
-    a job holding a slot waits for nothing else (no deadlock with the budget); a flock dies with
-    its process, so a killed render frees its slot.
-
-    Waiting costs no CPU: when no slot is free, the job sleeps in a blocking flock on the slot
-    whose holder took it first (each holder writes when it did), the likeliest to be freed first.
-    Polling would not do: a sleep-and-retry costs ~60 µs of CPU per wake-up on the bench machine.
-    """
-
-    _STAMP = struct.Struct("!d")
-
-    def __init__(self, folder: str, count: int) -> None:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        self._files = [os.open(os.path.join(folder, f"slot-{n}"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                       for n in range(max(1, count))]
-        self._first = os.getpid() % len(self._files)  # processes try the slots in different orders
-        self._held: int | None = None
-
-    def take(self) -> None:
-        count = len(self._files)
-        for n in range(count):
-            descriptor = self._files[(self._first + n) % count]
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            self._hold(descriptor)
+        if n_bytes <= self.allowance:
             return
-        oldest = min(self._files, key=self._taken_at)
-        fcntl.flock(oldest, fcntl.LOCK_EX)
-        self._hold(oldest)
-
-    def _hold(self, descriptor: int) -> None:
-        os.pwrite(descriptor, self._STAMP.pack(time.monotonic()), 0)
-        self._held = descriptor
-
-    def _taken_at(self, descriptor: int) -> float:
-        stamp = os.pread(descriptor, self._STAMP.size, 0)
-        return self._STAMP.unpack(stamp)[0] if len(stamp) == self._STAMP.size else 0.0
-
-    def give_back(self) -> None:
-        if self._held is not None:
-            fcntl.flock(self._held, fcntl.LOCK_UN)
-            self._held = None
+        self.send(("peak", n_bytes))
+        answer = self.receive()
+        if answer is None:
+            raise SystemExit(0)  # the pool is gone
+        kind, *rest = pickle.loads(answer)
+        if kind == "refuse":
+            raise rest[0]
 
 
 # Set in a render process only: how `announce_peak` reaches the pool.
 _channel: _Channel | None = None
 # Set in a render process only, when the pool keeps intermediates.
 _intermediates: IntermediateCache | None = None
-# Set in a render process only, when the pool was given render slots.
-_slots: _RenderSlots | None = None
 
 
 def worker_intermediates() -> IntermediateCache | None:
@@ -733,11 +669,8 @@ def announce_peak(n_bytes: int) -> None:
 def _serve(sock: socket.socket, options: _ProcessOptions) -> None:
     """The main loop of a render process: run jobs until the pool closes its end or a SIGTERM
     comes. Exit status 0 means it was told to stop; anything else is a crash."""
-    global _channel, _intermediates, _slots
+    global _channel, _intermediates
     channel = _channel = _Channel(sock)
-    if options.render_slots is not None:
-        with contextlib.suppress(OSError):  # an unusable folder: this process renders unbounded
-            _slots = _RenderSlots(*options.render_slots)
     if options.intermediate_bytes > 0:
         host = None
         if options.host_intermediates is not None and options.host_intermediates[1] > 0:
@@ -766,8 +699,6 @@ def _serve(sock: socket.socket, options: _ProcessOptions) -> None:
                 reply = ("raised", error)
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-                if _slots is not None:
-                    _slots.give_back()
             channel.send(reply)
             channel.busy = False
     except MemoryError:

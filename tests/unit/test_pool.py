@@ -322,33 +322,6 @@ class TestMemoryBudget:
         assert (rendered.width, rendered.height) == (32, 24)
 
 
-class TestRenderSlots:
-    """With render slots, at most that many jobs of every pool sharing the folder run past
-    `announce_peak` at once; a killed render's slot is free again."""
-
-    async def test_one_slot_for_two_pools(self, make_pool, tmp_path: Path) -> None:
-        slots = (str(tmp_path / "slots"), 1)
-        first, second = make_pool(workers=1, render_slots=slots), make_pool(workers=1, render_slots=slots)
-        one, other = sorted(await asyncio.gather(
-            first.run(_announce_and_sleep, 10, 0.3), second.run(_announce_and_sleep, 10, 0.3)
-        ))
-        assert other[0] >= one[1], "two renders ran at once with one slot"
-
-    async def test_two_slots_run_two_at_once(self, make_pool, tmp_path: Path) -> None:
-        pool = make_pool(workers=2, render_slots=(str(tmp_path / "slots"), 2))
-        a, b = tmp_path / "a", tmp_path / "b"
-        assert await asyncio.gather(
-            pool.run(_announce_and_meet, 10, a, b), pool.run(_announce_and_meet, 10, b, a)
-        ) == [True, True]
-
-    async def test_a_killed_render_frees_its_slot(self, make_pool, tmp_path: Path) -> None:
-        pool = make_pool(workers=1, timeout_s=1.0, render_slots=(str(tmp_path / "slots"), 1))
-        with pytest.raises(RenderUnavailable):
-            await pool.run(_announce_and_sleep, 10, 30)  # killed at its deadline, holding the slot
-        started, ended = await pool.run(_announce_and_sleep, 10, 0)
-        assert ended >= started
-
-
 class TestStopSignals:
     """A render process sent SIGTERM (as the whole process group is, on a server's shutdown)
     answers the job in hand, then ends; another takes its place."""
