@@ -89,6 +89,7 @@ class DiskStore:
         self.max_bytes = max_bytes
         self.namespace = checked_namespace(namespace)
         self.root = self.path / f"v{LAYOUT_VERSION}" / namespace
+        self._root = str(self.root)  # entry paths are built as strings: pathlib's `/` costs more than the syscalls
         self._rescan_interval_s = rescan_interval_s
         self._usage_path = self.root / _USAGE
         self._locks_path = self.root / _LOCKS
@@ -132,13 +133,11 @@ class DiskStore:
         if len(data) > self.max_bytes:
             self._oversize += 1
             return
+        folder = path.rpartition("/")[0]
+        temp = f"{folder}/.{digest}.{secrets.token_hex(6)}.tmp"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            pass
-        temp = path.parent / f".{digest}.{secrets.token_hex(6)}.tmp"
-        try:
-            # One thread hop for open, write and close (aiofiles would take three).
+            # One thread hop for open, write and close (aiofiles would take three); the shard's
+            # folders are made only when the first write into them finds them missing.
             await asyncio.to_thread(_write_new, temp, data)
             if not self._count_in_now(len(data)):
                 # The budget's flock is busy (another process is evicting): wait for it in a thread.
@@ -152,16 +151,16 @@ class DiskStore:
 
     async def lock(self, digest: str, ttl_s: float) -> bool:
         entry = self._entry_path(digest)
-        path = entry.with_name(entry.name + ".lock")
+        path = entry + ".lock"
         token = secrets.token_hex(16)
         content = f"{time.time() + ttl_s:.6f} {token}\n".encode()
         try:
             created = _create_exclusive(path, content)
         except FileNotFoundError:  # the first of its shard: a mkdir is a metadata call like the others
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(path.rpartition("/")[0], exist_ok=True)
             created = _create_exclusive(path, content)
         if not created:
-            if path.exists() and not _lock_expired(path, ttl_s):
+            if os.path.exists(path) and not _lock_expired(path, ttl_s):
                 return False  # the common "someone renders it" answer, without a thread
             taken = await asyncio.to_thread(self._take_lock, entry, ttl_s)
             if taken is None:
@@ -203,9 +202,9 @@ class DiskStore:
 
     # -- paths and start-up ---------------------------------------------------------------------
 
-    def _entry_path(self, digest: str) -> Path:
+    def _entry_path(self, digest: str) -> str:
         checked_digest(digest)
-        return self.root / digest[:2] / digest[2:4] / digest
+        return f"{self._root}/{digest[:2]}/{digest[2:4]}/{digest}"
 
     def _prepare(self) -> None:
         """Create the folder and its two metadata files and write a probe, or `UnusableStore`."""
@@ -241,13 +240,13 @@ class DiskStore:
         finally:
             os.close(descriptor)
 
-    def _release_lock_now(self, entry: Path, token: str) -> bool:
+    def _release_lock_now(self, entry: str, token: str) -> bool:
         """`_release_lock` on the loop's thread when the `.locks` flock is free; False otherwise."""
         descriptor = _try_flock(self._locks_path)
         if descriptor is None:
             return False
         try:
-            self._unlink_if_ours(entry.with_name(entry.name + ".lock"), token)
+            self._unlink_if_ours(entry + ".lock", token)
             return True
         finally:
             os.close(descriptor)
@@ -327,12 +326,12 @@ class DiskStore:
 
     # -- render locks (these run in a thread) ---------------------------------------------------
 
-    def _take_lock(self, entry: Path, ttl_s: float) -> str | None:
+    def _take_lock(self, entry: str, ttl_s: float) -> str | None:
         """The new lock's token, or None if another holder's lock has not expired."""
-        path = entry.with_name(entry.name + ".lock")
+        path = entry + ".lock"
         token = secrets.token_hex(16)
         content = f"{time.time() + ttl_s:.6f} {token}\n".encode()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(path.rpartition("/")[0], exist_ok=True)
         if _create_exclusive(path, content):
             return token
         # Taking over an expired lock is two steps (unlink, create): under .locks, so that two
@@ -344,14 +343,14 @@ class DiskStore:
                 os.unlink(path)
             return token if _create_exclusive(path, content) else None
 
-    def _release_lock(self, entry: Path, token: str) -> None:
+    def _release_lock(self, entry: str, token: str) -> None:
         with _flocked(self._locks_path):
-            self._unlink_if_ours(entry.with_name(entry.name + ".lock"), token)
+            self._unlink_if_ours(entry + ".lock", token)
 
     @staticmethod
-    def _unlink_if_ours(path: Path, token: str) -> None:
+    def _unlink_if_ours(path: str, token: str) -> None:
         try:
-            fields = path.read_bytes().split()
+            fields = _read_small(path).split()
         except FileNotFoundError:
             return
         if fields[1:2] == [token.encode()]:
@@ -359,7 +358,7 @@ class DiskStore:
                 os.unlink(path)
 
 
-def _read_cached(path: Path, size: int) -> bytes | None:
+def _read_cached(path: str, size: int) -> bytes | None:
     """The whole file if every byte is in the page cache (preadv with RWF_NOWAIT: the kernel
     answers without waiting for the disk), else None: then the caller reads it off the loop."""
     flag = getattr(os, "RWF_NOWAIT", None)
@@ -377,12 +376,27 @@ def _read_cached(path: Path, size: int) -> bytes | None:
         os.close(descriptor)
 
 
-def _write_new(path: Path, data: bytes) -> None:
-    with open(path, "xb") as file:
+def _write_new(path: str, data: bytes) -> None:
+    """Write `data` into the new file `path`, making its folders if they are missing."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:
+        os.makedirs(path.rpartition("/")[0], exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    with open(descriptor, "wb") as file:
         file.write(data)
 
 
-def _touch(path: Path) -> None:
+def _read_small(path: str) -> bytes:
+    """The bytes of a small file (a lock's): one open, one read, one close."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(descriptor, 4096)
+    finally:
+        os.close(descriptor)
+
+
+def _touch(path: str) -> None:
     """Mark an entry recently used; one evicted meanwhile is no matter."""
     with suppress(FileNotFoundError):
         os.utime(path)
@@ -435,7 +449,7 @@ def _write_usage(descriptor: int, total: int, scanned_at: float) -> None:
     os.pwrite(descriptor, f"{total:20d} {scanned_at:20.3f}\n".encode(), 0)
 
 
-def _create_exclusive(path: Path, content: bytes) -> bool:
+def _create_exclusive(path: str, content: bytes) -> bool:
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -447,12 +461,12 @@ def _create_exclusive(path: Path, content: bytes) -> bool:
     return True
 
 
-def _lock_expired(path: Path, ttl_s: float = 0.0) -> bool:
+def _lock_expired(path: str | Path, ttl_s: float = 0.0) -> bool:
     """Whether the lock at `path` is gone or past its expiry. A lock still being written (empty)
     counts as expiring `ttl_s` after its mtime."""
     try:
-        data = path.read_bytes()
-        mtime = path.stat().st_mtime
+        data = _read_small(os.fspath(path))
+        mtime = os.stat(path).st_mtime
     except FileNotFoundError:
         return True
     try:

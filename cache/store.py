@@ -23,7 +23,7 @@ import re
 import secrets
 import struct
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any, Protocol, runtime_checkable
 
@@ -79,9 +79,10 @@ class StoredResult:
 
     def to_bytes(self) -> bytes:
         """magic, metadata length, metadata JSON (with the body's length and checksum), body."""
-        meta = {k: v for k, v in asdict(self).items() if k != "body"}
-        meta["length"] = len(self.body)
-        meta["checksum"] = blake2b(self.body, digest_size=16).hexdigest()
+        # The fields by hand: `asdict` deep-copies each one (a third of a put's CPU).
+        meta = {"media_type": self.media_type, "etag": self.etag, "source_mtime_ns": self.source_mtime_ns,
+                "vary": self.vary, "length": len(self.body),
+                "checksum": blake2b(self.body, digest_size=16).hexdigest()}
         encoded = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
         return _HEAD.pack(_MAGIC, len(encoded)) + encoded + self.body
 

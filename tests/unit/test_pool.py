@@ -286,6 +286,22 @@ class TestMemoryBudget:
             pool.run(_announce_and_meet, 40, a, b), pool.run(_announce_and_meet, 40, b, a)
         ) == [True, True]
 
+    async def test_small_peaks_count_in_the_budget_too(self, make_pool) -> None:
+        # A peak this small fits what the pool reserves for a job before sending it (no asking):
+        # it still holds its share, so a job of 90 waits for it to end.
+        pool = make_pool(workers=2, render_memory_bytes=100)
+        small, big = await asyncio.gather(
+            pool.run(_announce_and_sleep, 15, 0.3), pool.run(_announce_and_sleep, 90, 0.0)
+        )
+        assert big[0] >= small[1], "15 and 90 of a budget of 100 were held at once"
+
+    async def test_small_peaks_run_together(self, make_pool, tmp_path: Path) -> None:
+        pool = make_pool(workers=2, render_memory_bytes=100)
+        a, b = tmp_path / "a", tmp_path / "b"
+        assert await asyncio.gather(
+            pool.run(_announce_and_meet, 10, a, b), pool.run(_announce_and_meet, 10, b, a)
+        ) == [True, True]
+
     async def test_over_the_whole_budget(self, make_pool) -> None:
         pool = make_pool(workers=1, render_memory_bytes=100)
         with pytest.raises(SourceTooLarge) as refused:
