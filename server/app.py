@@ -190,9 +190,10 @@ def create_app(settings: Settings, *, front: bool = True) -> FastAPI:
         renderer = UploadRenderer(thumbnails, capacity=settings.limits.render_workers + settings.limits.render_queue)
         uploads = UploadHandler(renderer, UploadLimits(settings.uploads.max_bytes, settings.uploads.read_timeout_s))
     cors = CorsPolicy(settings.http.cors_origins)
-    # Repeated hits answered by the HTTP protocol (server/http/hits.py). Not with an access log:
-    # its line is written by the request's cycle (uvicorn's text log) or the Observer (json).
-    hits = None if settings.server.access_log else HitMemo(
+    # Repeated hits answered by the HTTP protocol (server/http/hits.py): by ours, on httptools.
+    # Not with an access log: its line is written by the request's cycle (uvicorn's text log)
+    # or the Observer (json).
+    hits = None if settings.server.access_log or settings.server.http != "httptools" else HitMemo(
         thumbnails, originals, cors=cors if cors.enabled else None, metrics=metrics)
     images = ImageHandler(
         classifier=classifier,

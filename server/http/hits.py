@@ -91,8 +91,13 @@ class HitMemo:
         memory tier held nothing for it."""
         if plan.source.stat is None:
             return  # a source without a local file has no one-stat check
+        key = (target, headers.get("accept"), headers.get("origin"))
+        known = self._remembered.get(key)
+        if (known is not None and known.plan.key == plan.key and known.plan.source.version == plan.source.version
+                and (known.entry() if known.entry is not None else None) is entry):
+            return  # remembered already (a request the protocol leaves to the usual way)
         head_200 = self._final_head(200, entry.head_200, headers) if entry is not None else b""
-        self._remembered[(target, headers.get("accept"), headers.get("origin"))] = Remembered(
+        self._remembered[key] = Remembered(
             plan, entry, head_200, self._final_head(304, head_304, headers))
 
     def answer(self, target: bytes, raw_headers: Iterable[tuple[bytes, bytes]], *,
