@@ -59,6 +59,15 @@ class Remembered:
         self.head_200 = head_200
         self.head_304 = head_304
 
+    def held(self) -> ThumbnailEntry | None:
+        """The remembered entry while something still holds it (the memory tier), else None."""
+        return self.entry() if self.entry is not None else None
+
+
+def _key(target: bytes, headers: Mapping[str, str]) -> tuple[bytes, str | None, str | None]:
+    """What a remembered answer depends on besides the file: the target, `Accept` and `Origin`."""
+    return target, headers.get("accept"), headers.get("origin")
+
 
 class Answer:
     """A response to write as it is: `head` (header lines, no status line, no final blank line)
@@ -91,10 +100,10 @@ class HitMemo:
         memory tier held nothing for it."""
         if plan.source.stat is None:
             return  # a source without a local file has no one-stat check
-        key = (target, headers.get("accept"), headers.get("origin"))
+        key = _key(target, headers)
         known = self._remembered.get(key)
         if (known is not None and known.plan.key == plan.key and known.plan.source.version == plan.source.version
-                and (known.entry() if known.entry is not None else None) is entry):
+                and known.held() is entry):
             return  # remembered already (a request the protocol leaves to the usual way)
         head_200 = self._final_head(200, entry.head_200, headers) if entry is not None else b""
         self._remembered[key] = Remembered(
@@ -105,7 +114,7 @@ class HitMemo:
         """The complete response to a GET (or with `head_only`, a HEAD) of `target`, or None:
         answer it the usual way."""
         headers = read_headers(raw_headers)
-        key = (target, headers.get("accept"), headers.get("origin"))
+        key = _key(target, headers)
         remembered = self._remembered.get(key)
         if remembered is None:
             return None
@@ -120,7 +129,7 @@ class HitMemo:
             if plan_not_modified(plan, headers):
                 return Answer(304, remembered.head_304, b"")
             return None
-        if remembered.entry is None or found is not remembered.entry():
+        if found is not remembered.held():
             del self._remembered[key]  # another entry now: the usual path remembers it
             return None
         if found.status_for(headers) == 304:

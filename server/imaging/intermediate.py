@@ -110,7 +110,6 @@ class Intermediate:
                 self._resized.popitem(last=False)
         return image
 
-
     def _resizes_nothing(self, geometry: Geometry) -> bool:
         crop = geometry.crop or (0, 0, *self.source_size)
         return self.image.size == self.source_size and (crop[2] - crop[0], crop[3] - crop[1]) == (
